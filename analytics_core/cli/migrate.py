@@ -1,0 +1,348 @@
+"""``analytics-migrate``: apply and inspect the analytics schema from a deploy pipeline.
+
+Thin: parse options, call :mod:`analytics_core.migrate`, render. Exit codes are part of the
+interface (see ``EXIT_CODES``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from analytics_core import migrate
+from analytics_core.migrate import Edition, MigrateError, PendingPreDeploy, Phase
+from analytics_core.migrate.dsn import MissingDatabaseUrl, scrub
+from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
+
+_LOCK_WAIT_SECONDS = DEFAULT_LOCK_WAIT.total_seconds()
+_DDL_LOCK_TIMEOUT_SECONDS = DEFAULT_DDL_LOCK_TIMEOUT.total_seconds()
+
+EXIT_OK = 0
+EXIT_PENDING = 1
+EXIT_ERROR = 2
+
+EXIT_CODES = f"""
+Exit codes: {EXIT_OK} success (for status: up to date);
+{EXIT_PENDING} migrations pending or drifted (status), or post refused because pre-deploy
+migrations are pending; {EXIT_ERROR} cannot connect, preflight failed, a migration failed,
+the migration lock was not obtained in time, a maintenance task failed, or bad input.
+"""
+
+app = typer.Typer(
+    name="analytics-migrate",
+    help="Apply and inspect the analytics-core TimescaleDB schema.\n\n"
+    "The database comes from --database-url, else DATABASE_URL, else PLATFORM_DATABASE_URL.\n"
+    + EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console()
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: $DATABASE_URL, then $PLATFORM_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+LockWait = Annotated[
+    float,
+    typer.Option(
+        "--lock-wait",
+        min=0.0,
+        help="Seconds to wait for another deploy's migration lock before failing.",
+    ),
+]
+DdlLockTimeout = Annotated[
+    float,
+    typer.Option(
+        "--ddl-lock-timeout",
+        min=0.001,
+        help="Seconds one DDL statement may wait for a table lock (keeps ingestion flowing).",
+    ),
+]
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors(url: str | None) -> Iterator[None]:
+    """Turn library errors into a message on stderr and the documented exit code."""
+    try:
+        yield
+    except PendingPreDeploy as error:
+        _fail(str(error), EXIT_PENDING)
+    except MigrateError as error:
+        _fail(scrub(str(error), url))
+    except (MissingDatabaseUrl, ValueError) as error:
+        _fail(scrub(str(error), url))
+
+
+def _url(explicit: str | None) -> str:
+    try:
+        return migrate.resolve_database_url(explicit)
+    except ValueError as error:
+        _fail(str(error))
+
+
+def _apply(url_option: str | None, phases: tuple[Phase, ...], lock_wait: float,
+           ddl_lock_timeout: float, as_json: bool) -> None:
+    url = _url(url_option)
+    with _errors(url), _progress(enabled=not as_json) as report:
+        result = migrate.apply(
+            url,
+            phases,
+            lock_wait=timedelta(seconds=lock_wait),
+            ddl_lock_timeout=timedelta(seconds=ddl_lock_timeout),
+            progress=report,
+        )
+    if as_json:
+        _print_json({"applied": list(result.applied), "edition": result.server.edition})
+    elif result.applied:
+        out.print(f"applied {len(result.applied)} migration(s): {', '.join(result.applied)}")
+    else:
+        out.print("nothing to apply: the schema is up to date")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[migrate.runner.Progress | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def report(migration_id: str, done: int, total: int) -> None:
+            if migration_id not in tasks:
+                tasks[migration_id] = bar.add_task(migration_id, total=max(total, 1))
+            bar.update(tasks[migration_id], completed=done if total else 1)
+
+        yield report
+
+
+@app.command("all")
+def all_(
+    database_url: DatabaseUrl = None,
+    lock_wait: LockWait = _LOCK_WAIT_SECONDS,
+    ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    as_json: AsJson = False,
+) -> None:
+    """Apply pre-deploy then post-deploy migrations. A no-op when up to date."""
+    _apply(database_url, (Phase.PRE, Phase.POST), lock_wait, ddl_lock_timeout, as_json)
+
+
+@app.command()
+def pre(
+    database_url: DatabaseUrl = None,
+    lock_wait: LockWait = _LOCK_WAIT_SECONDS,
+    ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    as_json: AsJson = False,
+) -> None:
+    """Apply pre-deploy migrations: what new application code writes to."""
+    _apply(database_url, (Phase.PRE,), lock_wait, ddl_lock_timeout, as_json)
+
+
+@app.command()
+def post(
+    database_url: DatabaseUrl = None,
+    lock_wait: LockWait = _LOCK_WAIT_SECONDS,
+    ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    as_json: AsJson = False,
+) -> None:
+    """Apply post-deploy migrations (compression, retention, aggregates, backfill).
+
+    Refuses (exit 1) while any pre-deploy migration is pending.
+    """
+    _apply(database_url, (Phase.POST,), lock_wait, ddl_lock_timeout, as_json)
+
+
+@app.command()
+def status(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
+    """Applied and pending migrations, TimescaleDB edition and features, chunks, jobs and
+    aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error."""
+    url = _url(database_url)
+    with _errors(url), migrate.connect(url, read_only=True) as conn:
+        report = migrate.read_status(conn)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        _render_status(report)
+    raise typer.Exit(EXIT_OK if report.up_to_date else EXIT_PENDING)
+
+
+@app.command("dry-run")
+def dry_run(
+    database_url: DatabaseUrl = None,
+    edition: Annotated[
+        Edition | None,
+        typer.Option(
+            help="Render for this edition. Without a database URL, show every migration "
+            "as pending on an empty database.",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show the pending migrations in order, with their SQL and whether each runs in a
+    transaction. Changes nothing; works on a read-only connection."""
+    applied: frozenset[str] = frozenset()
+    if edition is None or database_url or _env_has_url():
+        url = _url(database_url)
+        with _errors(url), migrate.connect(url, read_only=True) as conn:
+            report = migrate.read_status(conn)
+        applied = frozenset(m.id for phase in report.phases for m in phase.applied)
+        edition = edition or report.server.edition
+    planned = migrate.plan(edition, applied=applied)
+    if as_json:
+        _print_json(
+            {
+                "edition": edition,
+                "pending": [
+                    {
+                        "id": m.id,
+                        "phase": m.phase,
+                        "transactional": m.transactional,
+                        "statements": list(m.statements),
+                    }
+                    for m in planned
+                ],
+            }
+        )
+        return
+    if not planned:
+        out.print(f"nothing pending ({edition} edition)")
+        return
+    for m in planned:
+        mode = "in one transaction" if m.transactional else "without a transaction, step by step"
+        out.rule(f"[bold]{m.id}[/] · {m.phase} · {mode} · {len(m.statements)} statement(s)")
+        out.print(Syntax(";\n\n".join(s.rstrip(";") for s in m.statements) + ";", "sql",
+                         word_wrap=True))
+
+
+def _env_has_url() -> bool:
+    try:
+        migrate.resolve_database_url(None)
+    except ValueError:
+        return False
+    return True
+
+
+@app.command()
+def maintain(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
+    """Run one round of upkeep. Community edition: run every policy job once now.
+    Apache edition: refresh the fallback materialized views and drop chunks past retention.
+    Exit 2 when any task failed (the others still ran)."""
+    url = _url(database_url)
+    with _errors(url), migrate.connect(url) as conn:
+        result = migrate.maintain(
+            conn, progress=None if as_json else lambda name: err.print(f"· {name}")
+        )
+    if as_json:
+        _print_json(
+            {
+                "edition": result.edition,
+                "ok": result.ok,
+                "tasks": [{"name": t.name, "ok": t.ok, "detail": t.detail} for t in result.tasks],
+            }
+        )
+    else:
+        table = Table(title=f"maintenance ({result.edition} edition)")
+        for column in ("task", "result"):
+            table.add_column(column)
+        for task in result.tasks:
+            table.add_row(task.name, task.detail if task.ok else f"[red]{task.detail}[/]")
+        out.print(table)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_ERROR)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def _render_status(report: migrate.SchemaStatus) -> None:
+    server = report.server
+    out.print(
+        f"PostgreSQL {server.postgres_version} · TimescaleDB "
+        f"{server.timescaledb_version or 'not installed'} ({server.edition} edition)"
+    )
+    features = Table(title="features")
+    for column in ("feature", "mode", "detail"):
+        features.add_column(column)
+    for feature in report.features:
+        colour = {"native": "green", "fallback": "yellow"}.get(feature.mode, "red")
+        features.add_row(feature.name, f"[{colour}]{feature.mode}[/]", feature.detail)
+    out.print(features)
+
+    migrations = Table(title="migrations")
+    migrations.add_column("phase")
+    migrations.add_column("migration", no_wrap=True)
+    migrations.add_column("state")
+    migrations.add_column("applied at (UTC)")
+    for phase in report.phases:
+        for applied in phase.applied:
+            state = "[red]drifted[/]" if applied.drifted else "[green]applied[/]"
+            when = f"{applied.applied_at:%Y-%m-%d %H:%M:%S}"
+            migrations.add_row(phase.phase, applied.id, state, when)
+        for pending in phase.pending:
+            migrations.add_row(phase.phase, pending, "[yellow]pending[/]", "")
+    out.print(migrations)
+
+    if report.hypertable is not None:
+        ht = report.hypertable
+        ratio = f"{ht.compression_ratio:.1f}x" if ht.compression_ratio else "n/a"
+        out.print(
+            f"analytics_events: {ht.chunks} chunk(s), {ht.compressed_chunks} compressed, "
+            f"{ht.total_bytes / 1_048_576:.1f} MiB, compression ratio {ratio}"
+        )
+    if report.jobs:
+        jobs = Table(title="jobs")
+        for column in ("job", "kind", "relation", "every", "last run", "status", "last error"):
+            jobs.add_column(column)
+        for job in report.jobs:
+            jobs.add_row(
+                str(job.job_id), job.kind, job.relation, job.schedule_interval,
+                f"{job.last_run_at:%Y-%m-%d %H:%M}" if job.last_run_at else "never",
+                job.last_run_status or "", job.last_error or "",
+            )
+        out.print(jobs)
+    if report.aggregates:
+        aggregates = Table(title="aggregates")
+        aggregates.add_column("aggregate", no_wrap=True)
+        for column in ("kind", "materialized up to", "latest bucket"):
+            aggregates.add_column(column)
+        for agg in report.aggregates:
+            aggregates.add_row(
+                agg.name, agg.kind or "[yellow]missing[/]",
+                f"{agg.watermark:%Y-%m-%d %H:%M}" if agg.watermark else "",
+                f"{agg.latest_bucket:%Y-%m-%d %H:%M}" if agg.latest_bucket else "",
+            )
+        out.print(aggregates)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

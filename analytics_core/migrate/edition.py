@@ -1,0 +1,102 @@
+"""What kind of TimescaleDB a database runs, and whether we can migrate it."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from analytics_core.migrate.errors import PreflightError
+
+__all__ = ["MINIMUM_TIMESCALEDB", "Edition", "ServerInfo", "check_preflight", "inspect_server"]
+
+#: Oldest TimescaleDB we support: finalized continuous aggregates with FILTER and ordered-set
+#: aggregates, real-time aggregation switches and `if_not_exists` on every policy function.
+MINIMUM_TIMESCALEDB = (2, 13, 0)
+
+
+class Edition(enum.StrEnum):
+    """The TimescaleDB licence a server runs under, which decides what post-deploy builds."""
+
+    #: Timescale License: continuous aggregates, compression, policies and jobs.
+    COMMUNITY = "community"
+    #: Apache 2 only (distribution packages, Azure Database for PostgreSQL): hypertables and
+    #: time_bucket, but none of the above; we fall back to materialized views and `maintain`.
+    APACHE = "apache"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Facts about a server, read without changing anything."""
+
+    postgres_version: str
+    #: Available (installable) TimescaleDB version, or None when the extension is absent.
+    timescaledb_available: str | None
+    #: Installed version in this database, or None before the first migration.
+    timescaledb_installed: str | None
+    edition: Edition
+    preloaded: bool
+
+    @property
+    def timescaledb_version(self) -> str | None:
+        return self.timescaledb_installed or self.timescaledb_available
+
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    numbers = [int(part) for part in re.findall(r"\d+", text)[:3]]
+    while len(numbers) < 3:
+        numbers.append(0)
+    return numbers[0], numbers[1], numbers[2]
+
+
+def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
+    """Read the PostgreSQL and TimescaleDB facts a migration depends on.
+
+    Read-only: works on a connection with ``default_transaction_read_only=on``.
+    """
+    row = conn.execute(
+        """
+        SELECT current_setting('server_version'),
+               (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'),
+               (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
+               current_setting('timescaledb.license', true),
+               current_setting('shared_preload_libraries')
+        """
+    ).fetchone()
+    assert row is not None
+    version, available, installed, license_name, preload = row
+    libraries = {lib.strip() for lib in str(preload or "").split(",")}
+    edition = Edition.COMMUNITY if license_name == "timescale" else Edition.APACHE
+    return ServerInfo(
+        postgres_version=str(version),
+        timescaledb_available=None if available is None else str(available),
+        timescaledb_installed=None if installed is None else str(installed),
+        edition=edition,
+        # Builds that link TimescaleDB into the server (PGlite) load it without the setting.
+        preloaded=any(lib.startswith("timescaledb") for lib in libraries)
+        or license_name is not None,
+    )
+
+
+def check_preflight(info: ServerInfo) -> None:
+    """Raise PreflightError when migrating this server could not succeed."""
+    version = info.timescaledb_version
+    if version is None:
+        raise PreflightError(
+            "TimescaleDB is not available on this server. Install the timescaledb extension "
+            f"(version {'.'.join(map(str, MINIMUM_TIMESCALEDB))} or newer) and add it to "
+            "shared_preload_libraries."
+        )
+    if not info.preloaded:
+        raise PreflightError(
+            "timescaledb is not in shared_preload_libraries. Add it to postgresql.conf "
+            "(shared_preload_libraries = 'timescaledb') and restart PostgreSQL."
+        )
+    if _parse_version(version) < MINIMUM_TIMESCALEDB:
+        minimum = ".".join(map(str, MINIMUM_TIMESCALEDB))
+        raise PreflightError(
+            f"TimescaleDB {version} is older than {minimum}, the oldest version analytics-core "
+            f"supports. Upgrade the extension (ALTER EXTENSION timescaledb UPDATE) first."
+        )

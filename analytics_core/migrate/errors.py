@@ -1,0 +1,54 @@
+"""Why a migration command could not do what it was asked.
+
+Each class maps to one exit code of ``analytics-migrate`` so that callers of the library and
+of the command line see the same distinctions.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionFailed",
+    "LockTimeout",
+    "MigrateError",
+    "MigrationFailed",
+    "PendingPreDeploy",
+    "PreflightError",
+]
+
+
+class MigrateError(Exception):
+    """Base class: the command could not complete; nothing after the failure was applied."""
+
+
+class ConnectionFailed(MigrateError):
+    """The database could not be reached. The message never contains a password."""
+
+
+class PreflightError(MigrateError):
+    """The server cannot run our schema (TimescaleDB missing, not preloaded, too old)."""
+
+
+class PendingPreDeploy(MigrateError):
+    """`post` was asked for while pre-deploy migrations are still pending."""
+
+    def __init__(self, pending: list[str]) -> None:
+        self.pending = pending
+        super().__init__(
+            "pre-deploy migrations are pending: "
+            + ", ".join(pending)
+            + ". Run `analytics-migrate pre` (or `all`) before `post`."
+        )
+
+
+class LockTimeout(MigrateError):
+    """Another deploy held the migration lock for longer than we were willing to wait."""
+
+
+class MigrationFailed(MigrateError):
+    """A migration's SQL failed. Earlier migrations stay applied; this one was not recorded."""
+
+    def __init__(self, migration_id: str, sqlstate: str | None, message: str) -> None:
+        self.migration_id = migration_id
+        self.sqlstate = sqlstate
+        self.database_message = message
+        super().__init__(f"migration {migration_id} failed: [{sqlstate or '?????'}] {message}")

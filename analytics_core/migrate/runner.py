@@ -1,0 +1,274 @@
+"""Apply the migrations of a phase, safely, from a deploy pipeline.
+
+yoyo keeps the ledger (``_yoyo_migration``) and applies each migration in its own transaction
+(or without one, where the file says ``-- transactional: false``). Around it we add what a
+deploy needs:
+
+* a PostgreSQL advisory lock, so concurrent deploys apply each migration exactly once; unlike
+  yoyo's lock row it dies with the session, so a killed deploy never leaves the schema locked;
+* ``lock_timeout`` on the DDL connection, so a migration that would queue behind a long
+  transaction fails fast instead of stalling every writer queued behind it;
+* a checksum per applied file, so ``status`` can report a file edited after it was applied;
+* preflight checks, edition-aware rendering and progress reporting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from yoyo import get_backend, read_migrations
+
+from analytics_core.migrate.dsn import libpq_url, scrub, yoyo_url
+from analytics_core.migrate.edition import Edition, ServerInfo, check_preflight, inspect_server
+from analytics_core.migrate.errors import (
+    ConnectionFailed,
+    LockTimeout,
+    MigrationFailed,
+    PendingPreDeploy,
+)
+from analytics_core.migrate.ledger import CHECKSUM_TABLE, read_ledger
+from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations, write_rendered
+
+__all__ = [
+    "DEFAULT_DDL_LOCK_TIMEOUT",
+    "DEFAULT_LOCK_WAIT",
+    "ApplyResult",
+    "PlannedMigration",
+    "Progress",
+    "apply",
+    "connect",
+    "plan",
+]
+
+#: How long a deploy waits for another deploy's migration lock before giving up.
+DEFAULT_LOCK_WAIT = timedelta(minutes=5)
+#: How long one DDL statement may wait for a table lock (held by ingestion or a long query).
+DEFAULT_DDL_LOCK_TIMEOUT = timedelta(seconds=10)
+
+# Any constant works as long as every deploy uses the same one: 'analytics' as ASCII.
+_ADVISORY_LOCK_KEY = 0x616E616C79746963
+
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMigration:
+    """A pending migration as it would run on a given edition."""
+
+    id: str
+    phase: Phase
+    transactional: bool
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What :func:`apply` did."""
+
+    applied: tuple[str, ...]
+    server: ServerInfo
+
+
+#: Called with (migration id, steps done, step count) as each step starts and once at the end.
+Progress = Callable[[str, int, int], None]
+
+
+def connect(url: str, *, read_only: bool = False, timeout: float = 10.0) -> psycopg.Connection[Any]:
+    """Open an autocommit connection; raise ConnectionFailed (password scrubbed) on failure."""
+    try:
+        conn = psycopg.connect(
+            libpq_url(url),
+            autocommit=True,
+            connect_timeout=max(1, round(timeout)),
+            application_name="analytics-migrate",
+        )
+    except psycopg.Error as error:
+        raise ConnectionFailed(
+            f"cannot connect to the database: {scrub(str(error).strip(), url)}"
+        ) from None
+    if read_only:
+        conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
+def plan(
+    edition: Edition,
+    phases: tuple[Phase, ...] = (Phase.PRE, Phase.POST),
+    applied: frozenset[str] = frozenset(),
+    migrations: dict[Phase, list[MigrationFile]] | None = None,
+) -> list[PlannedMigration]:
+    """The migrations of ``phases`` not in ``applied``, in order, rendered for ``edition``.
+
+    Pure: no database. ``dry-run`` prints this; the tests on the Community engine run it.
+    """
+    files = migrations or load_migrations()
+    planned = []
+    for phase in phases:
+        for migration in files[phase]:
+            if migration.id in applied:
+                continue
+            transactional, statements = migration.statements(edition)
+            planned.append(PlannedMigration(migration.id, phase, transactional, statements))
+    return planned
+
+
+def apply(
+    url: str,
+    phases: tuple[Phase, ...],
+    *,
+    lock_wait: timedelta = DEFAULT_LOCK_WAIT,
+    ddl_lock_timeout: timedelta = DEFAULT_DDL_LOCK_TIMEOUT,
+    progress: Progress | None = None,
+    migrations: dict[Phase, list[MigrationFile]] | None = None,
+) -> ApplyResult:
+    """Apply the pending migrations of ``phases`` (in the order given) and return their ids.
+
+    Blocks while another deploy holds the migration lock, for at most ``lock_wait``.
+    Raises PreflightError before changing anything when the server cannot run the schema,
+    PendingPreDeploy when POST is asked for alone while PRE migrations are pending,
+    LockTimeout, MigrationFailed (earlier migrations stay applied) or ConnectionFailed.
+    """
+    files = migrations or load_migrations()
+    with connect(url) as conn:
+        server = inspect_server(conn)
+        check_preflight(server)
+        with _deploy_lock(conn, lock_wait):
+            ledger = read_ledger(conn)
+            if Phase.PRE not in phases and Phase.POST in phases:
+                pending_pre = [m.id for m in files[Phase.PRE] if m.id not in ledger.applied]
+                if pending_pre:
+                    raise PendingPreDeploy(pending_pre)
+            applied: list[str] = []
+            for phase in phases:
+                applied += _apply_phase(
+                    url=url,
+                    conn=conn,
+                    files=files[phase],
+                    edition=server.edition,
+                    ddl_lock_timeout=ddl_lock_timeout,
+                    progress=progress,
+                )
+    return ApplyResult(tuple(applied), server)
+
+
+@contextmanager
+def _deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[None]:
+    conn.execute(sql.SQL("SET lock_timeout = {}").format(_milliseconds(wait)))
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        raise LockTimeout(
+            f"another deploy held the migration lock for more than {wait.total_seconds():g} s; "
+            "retry when it has finished, or raise --lock-wait"
+        ) from None
+    finally:
+        conn.execute("RESET lock_timeout")
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
+
+
+def _milliseconds(duration: timedelta) -> sql.Literal:
+    return sql.Literal(f"{max(1, round(duration.total_seconds() * 1000))}ms")
+
+
+def _apply_phase(
+    *,
+    url: str,
+    conn: psycopg.Connection[Any],
+    files: list[MigrationFile],
+    edition: Edition,
+    ddl_lock_timeout: timedelta,
+    progress: Progress | None,
+) -> list[str]:
+    by_id = {migration.id: migration for migration in files}
+    with tempfile.TemporaryDirectory(prefix="analytics-migrate-") as rendered:
+        write_rendered(files, edition, Path(rendered))
+        # yoyo opens a fresh connection per migration, so the timeout travels in the URL.
+        backend = get_backend(yoyo_url(url, lock_timeout=ddl_lock_timeout))
+        try:
+            # We hold the advisory lock, so a yoyo lock row can only be left by a deploy that
+            # was killed while holding it.
+            backend.break_lock()
+            applied = []
+            for migration in backend.to_apply(read_migrations(rendered)):
+                _apply_one(backend, migration, progress)
+                _record_checksum(conn, by_id[migration.id])
+                applied.append(migration.id)
+            return applied
+        finally:
+            backend.connection.close()
+
+
+def _apply_one(backend: Any, migration: Any, progress: Progress | None) -> None:
+    migration.load()
+    total = len(migration.steps)
+    handler = _StepProgress(migration.id, total, progress)
+    yoyo_logger = logging.getLogger("yoyo.migrations")
+    yoyo_logger.addHandler(handler)
+    previous_level = yoyo_logger.level
+    yoyo_logger.setLevel(logging.INFO)
+    try:
+        # yoyo prints the rows a statement returns to stdout, which would corrupt --json.
+        with contextlib.redirect_stdout(io.StringIO()):
+            backend.apply_one(migration)
+        if progress is not None:
+            progress(migration.id, total, total)
+    except psycopg.Error as error:
+        raise MigrationFailed(
+            migration.id, error.sqlstate, str(error).strip().splitlines()[0]
+        ) from error
+    finally:
+        yoyo_logger.removeHandler(handler)
+        yoyo_logger.setLevel(previous_level)
+
+
+class _StepProgress(logging.Handler):
+    """Turns yoyo's per-step log lines into progress calls: yoyo has no other hook."""
+
+    _STEP = re.compile(r"applying step (\d+)")
+
+    def __init__(self, migration_id: str, total: int, progress: Progress | None) -> None:
+        super().__init__(logging.INFO)
+        self._migration_id = migration_id
+        self._total = total
+        self._progress = progress
+        self._done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._progress is None or not self._STEP.search(record.getMessage()):
+            return
+        self._progress(self._migration_id, self._done, self._total)
+        self._done += 1
+
+
+def _record_checksum(conn: psycopg.Connection[Any], migration: MigrationFile) -> None:
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " migration_id text PRIMARY KEY, sha256 text NOT NULL,"
+            " recorded_at timestamptz NOT NULL DEFAULT now())"
+        ).format(sql.Identifier(CHECKSUM_TABLE))
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (migration_id, sha256) VALUES (%s, %s)"
+            " ON CONFLICT (migration_id) DO UPDATE SET sha256 = EXCLUDED.sha256,"
+            " recorded_at = now()"
+        ).format(sql.Identifier(CHECKSUM_TABLE)),
+        (migration.id, migration.checksum),
+    )
