@@ -44,10 +44,12 @@ CREATE INDEX IF NOT EXISTS analytics_events_user_time_idx
     ON analytics_events (user_id, "timestamp" DESC) WHERE user_id IS NOT NULL;
 
 -- Per-project and per-cocoon activity reads these ids out of the payload. Partial indexes
--- cost nothing for the many events that carry neither.
+-- cost nothing for the many events that carry neither (payloads hold absent optional fields
+-- as null, hence IS NOT NULL rather than the ? operator). A query's `data ->> 'x' = $1`
+-- implies the predicate, so the planner can use them.
 CREATE INDEX IF NOT EXISTS analytics_events_project_time_idx
     ON analytics_events ((data ->> 'project_id'), "timestamp" DESC)
-    WHERE data ? 'project_id';
+    WHERE data ->> 'project_id' IS NOT NULL;
 CREATE INDEX IF NOT EXISTS analytics_events_cocoon_time_idx
     ON analytics_events ((data ->> 'cocoon_id'), "timestamp" DESC)
-    WHERE data ? 'cocoon_id';
+    WHERE data ->> 'cocoon_id' IS NOT NULL;

@@ -1,0 +1,51 @@
+# analytics-core. `make demo` and `make test` work on a fresh machine: they install what they
+# need (a virtualenv, the local database engines) and are fast no-ops when it is there.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PGLITE_DIR := tests/engines/pglite
+
+.PHONY: help install engines demo test lint bench wheel-check clean
+
+help:
+	@echo "make demo    migrate a local database, load sample events, maintain, show status"
+	@echo "make test    provision the database engines and run the test suite"
+	@echo "make lint    ruff and mypy --strict"
+	@echo "make bench   benchmarks, written to docs/BENCHMARKS.md"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The server engine (PostgreSQL 15 + TimescaleDB Apache edition, built from source) and the
+# Community-edition engine (TimescaleDB in PGlite, driven by Node).
+engines: install
+	scripts/server-engine install
+	cd $(PGLITE_DIR) && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; }
+
+demo: install
+	@if [ -z "$${DATABASE_URL:-}" ]; then scripts/server-engine install; fi
+	$(BIN)/python scripts/demo.py
+
+test: engines
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check analytics_core
+	$(BIN)/mypy --strict analytics_core
+
+bench: engines
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Command-line layers over the library: parse, call, render."""
