@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, Any, NoReturn
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -94,6 +95,9 @@ def _errors(url: str | None) -> Iterator[None]:
         _fail(scrub(str(error), url))
     except (MissingDatabaseUrl, ValueError) as error:
         _fail(scrub(str(error), url))
+    except psycopg.Error as error:
+        # Anything the library did not anticipate still gets the documented exit code.
+        _fail(scrub(f"database error [{error.sqlstate or '?'}]: {error}".strip(), url))
 
 
 def _url(explicit: str | None) -> str:

@@ -35,6 +35,7 @@ from analytics_core.migrate.edition import Edition, ServerInfo, check_preflight,
 from analytics_core.migrate.errors import (
     ConnectionFailed,
     LockTimeout,
+    MigrateError,
     MigrationFailed,
     PendingPreDeploy,
 )
@@ -201,11 +202,19 @@ def _apply_phase(
         # yoyo opens a fresh connection per migration, so the timeout travels in the URL.
         backend = get_backend(yoyo_url(url, lock_timeout=ddl_lock_timeout))
         try:
-            # We hold the advisory lock, so a yoyo lock row can only be left by a deploy that
-            # was killed while holding it.
-            backend.break_lock()
+            try:
+                # We hold the advisory lock, so a yoyo lock row can only be left by a deploy
+                # that was killed while holding it.
+                backend.break_lock()
+                pending = backend.to_apply(read_migrations(rendered))
+            except psycopg.Error as error:
+                raise MigrateError(
+                    f"cannot read or create the migration ledger: [{error.sqlstate}] "
+                    f"{str(error).strip()}. The migration role needs CREATE on the schema "
+                    "and a writable connection."
+                ) from error
             applied = []
-            for migration in backend.to_apply(read_migrations(rendered)):
+            for migration in pending:
                 _apply_one(backend, migration, progress)
                 _record_checksum(conn, by_id[migration.id])
                 applied.append(migration.id)
