@@ -58,11 +58,12 @@ def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
     """
     row = conn.execute(
         """
-        SELECT current_setting('server_version'),
-               (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'),
-               (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
-               current_setting('timescaledb.license', true),
-               current_setting('shared_preload_libraries')
+        SELECT current_setting('server_version') AS server_version,
+               (SELECT default_version FROM pg_available_extensions
+                 WHERE name = 'timescaledb') AS available,
+               (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS installed,
+               current_setting('timescaledb.license', true) AS license,
+               current_setting('shared_preload_libraries') AS preload
         """
     ).fetchone()
     assert row is not None

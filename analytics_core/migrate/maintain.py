@@ -2,6 +2,8 @@
 
 Community edition: run each of our policy jobs (refresh, compression, retention) once, now,
 with ``CALL run_job``; useful after a bulk load and where background workers are off.
+TimescaleDB does not record these foreground runs in ``job_stats``, so ``status`` keeps
+showing the scheduler's last run.
 Apache edition: there are no jobs, so this *is* the upkeep: refresh the fallback
 materialized views and drop chunks older than the retention period. Schedule it (cron, a
 Kubernetes CronJob) hourly there.
@@ -64,15 +66,16 @@ Step = tuple[str, sql.Composed]
 
 
 def _community_steps(conn: psycopg.Connection[Any]) -> list[Step]:
-    # Our jobs are those on the events hypertable and on the aggregates' materializations;
-    # refreshes first so that compression and retention see the newest rollups built.
+    # Our jobs are those on the events hypertable and on the aggregates (named by the view,
+    # or by its materialization hypertable before TimescaleDB 2.20); refreshes first, so
+    # that retention never drops raw data before the rollups have taken it in.
     rows = conn.execute(
         """
-        SELECT j.job_id, j.proc_name, coalesce(c.view_name, j.hypertable_name)
+        SELECT j.job_id, j.proc_name, coalesce(c.view_name, j.hypertable_name) AS relation
         FROM timescaledb_information.jobs j
         LEFT JOIN timescaledb_information.continuous_aggregates c
                ON c.materialization_hypertable_name = j.hypertable_name
-        WHERE j.hypertable_name = %s OR c.view_name = ANY(%s)
+        WHERE j.hypertable_name = %s OR coalesce(c.view_name, j.hypertable_name) = ANY(%s)
         ORDER BY j.proc_name <> 'policy_refresh_continuous_aggregate', j.job_id
         """,
         (EVENTS_TABLE, [aggregate.name for aggregate in AGGREGATES]),

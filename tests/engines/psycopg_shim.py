@@ -1,0 +1,67 @@
+"""Just enough of psycopg's Connection over a `SqlSession` to run our read-and-manage code
+(`read_status`, `maintain`) on PGlite, whose only interface is the JSON-lines driver.
+
+It covers what those functions use: `execute(query, params)` returning a cursor with
+`fetchone`/`fetchall`/`description`, `cursor(row_factory=dict_row)`, `autocommit`, `broken`,
+`closed`; database errors come out as the psycopg exception class of their SQLSTATE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from tests.engines.session import SqlError, SqlSession
+
+
+class _Cursor:
+    def __init__(self, session: SqlSession, row_factory: Callable[..., Any] | None) -> None:
+        self._session = session
+        self._dicts = row_factory is dict_row
+        self._rows: list[Any] = []
+        self.description: Sequence[str] | None = None
+
+    def execute(self, query: str | sql.Composable, params: Any = None) -> _Cursor:
+        text = query if isinstance(query, str) else query.as_string(None)
+        try:
+            if params is None:
+                (result,) = self._session.fetch_all_results(text)
+                columns, rows = result.columns, result.rows
+                dicts = result.dicts()
+            else:
+                dicts = self._session.fetch(text, params)
+                columns = tuple(dicts[0]) if dicts else ("?",)
+                rows = [tuple(row.values()) for row in dicts]
+        except SqlError as error:
+            raise psycopg.errors.lookup(error.sqlstate or "XX000")(error.message) from error
+        self.description = columns or None
+        self._rows = list(dicts) if self._dicts else list(rows)
+        return self
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
+class PsycopgShim:
+    """Looks enough like an autocommit `psycopg.Connection` for `read_status` and `maintain`."""
+
+    autocommit = True
+    broken = False
+    closed = False
+
+    def __init__(self, session: SqlSession) -> None:
+        self._session = session
+
+    def cursor(self, row_factory: Callable[..., Any] | None = None) -> _Cursor:
+        return _Cursor(self._session, row_factory)
+
+    def execute(self, query: str | sql.Composable, params: Any = None) -> _Cursor:
+        return _Cursor(self._session, None).execute(query, params)
