@@ -107,8 +107,13 @@ def _url(explicit: str | None) -> str:
         _fail(str(error))
 
 
-def _apply(url_option: str | None, phases: tuple[Phase, ...], lock_wait: float,
-           ddl_lock_timeout: float, as_json: bool) -> None:
+def _apply(
+    url_option: str | None,
+    phases: tuple[Phase, ...],
+    lock_wait: float,
+    ddl_lock_timeout: float,
+    as_json: bool,
+) -> None:
     url = _url(url_option)
     with _errors(url), _progress(enabled=not as_json) as report:
         result = migrate.apply(
@@ -243,8 +248,9 @@ def dry_run(
     for m in planned:
         mode = "in one transaction" if m.transactional else "without a transaction, step by step"
         out.rule(f"[bold]{m.id}[/] · {m.phase} · {mode} · {len(m.statements)} statement(s)")
-        out.print(Syntax(";\n\n".join(s.rstrip(";") for s in m.statements) + ";", "sql",
-                         word_wrap=True))
+        out.print(
+            Syntax(";\n\n".join(s.rstrip(";") for s in m.statements) + ";", "sql", word_wrap=True)
+        )
 
 
 def _env_has_url() -> bool:
@@ -328,9 +334,13 @@ def _render_status(report: migrate.SchemaStatus) -> None:
             jobs.add_column(column)
         for job in report.jobs:
             jobs.add_row(
-                str(job.job_id), job.kind, job.relation, job.schedule_interval,
+                str(job.job_id),
+                job.kind,
+                job.relation,
+                job.schedule_interval,
                 f"{job.last_run_at:%Y-%m-%d %H:%M}" if job.last_run_at else "never",
-                job.last_run_status or "", job.last_error or "",
+                job.last_run_status or "",
+                job.last_error or "",
             )
         out.print(jobs)
     if report.aggregates:
@@ -340,7 +350,8 @@ def _render_status(report: migrate.SchemaStatus) -> None:
             aggregates.add_column(column)
         for agg in report.aggregates:
             aggregates.add_row(
-                agg.name, agg.kind or "[yellow]missing[/]",
+                agg.name,
+                agg.kind or "[yellow]missing[/]",
                 f"{agg.watermark:%Y-%m-%d %H:%M}" if agg.watermark else "",
                 f"{agg.latest_bucket:%Y-%m-%d %H:%M}" if agg.latest_bucket else "",
             )

@@ -81,8 +81,10 @@ def _community_steps(conn: psycopg.Connection[Any]) -> list[Step]:
         (EVENTS_TABLE, [aggregate.name for aggregate in AGGREGATES]),
     ).fetchall()
     return [
-        (f"{proc.removeprefix('policy_')} {relation} (job {job_id})",
-         sql.SQL("CALL run_job({})").format(sql.Literal(job_id)))
+        (
+            f"{proc.removeprefix('policy_')} {relation} (job {job_id})",
+            sql.SQL("CALL run_job({})").format(sql.Literal(job_id)),
+        )
         for job_id, proc, relation in rows
     ]
 

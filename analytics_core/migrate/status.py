@@ -269,8 +269,7 @@ def _aggregates(conn: psycopg.Connection[Any], server: ServerInfo) -> tuple[Aggr
     if server.edition is Edition.COMMUNITY:
         continuous = set(_materialization_names(conn).values())
     matviews = {
-        str(name)
-        for (name,) in conn.execute("SELECT matviewname FROM pg_matviews").fetchall()
+        str(name) for (name,) in conn.execute("SELECT matviewname FROM pg_matviews").fetchall()
     }
     result = []
     for aggregate in AGGREGATES:

@@ -1,0 +1,105 @@
+"""Validated, UTC time windows: the one shape of "when" every query takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+__all__ = ["TimeWindow", "require_aware", "require_positive"]
+
+# time_bucket()'s default origin (a Monday at midnight UTC). Day and hour buckets start at
+# UTC midnights and whole hours from here, as they do from the Unix epoch.
+_BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+
+
+def require_aware(value: datetime, name: str) -> datetime:
+    """``value`` converted to UTC; ValueError when it is naive or not a datetime.
+
+    Naive datetimes are refused rather than assumed to be UTC: a local wall-clock time taken
+    for UTC silently shifts every answer by the machine's offset.
+    """
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValueError(
+            f"{name} is a naive datetime ({value.isoformat()}): pass a timezone-aware one, "
+            "such as datetime(2024, 1, 31, tzinfo=UTC)"
+        )
+    return value.astimezone(UTC)
+
+
+def require_positive(value: int, name: str) -> int:
+    """``value`` when it is an int of at least 1; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The half-open interval ``[start, end)``, both ends timezone-aware and held in UTC.
+
+    Raises ValueError for a naive end, or when ``start`` is not strictly before ``end``
+    (an empty or inverted window is a caller's mistake, not a question with answer zero).
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        start = require_aware(self.start, "start")
+        end = require_aware(self.end, "end")
+        if start >= end:
+            raise ValueError(
+                f"empty or inverted window: start {start.isoformat()} must be before "
+                f"end {end.isoformat()}"
+            )
+        # Frozen: normalising to UTC goes around __setattr__, once, here.
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
+    @classmethod
+    def days(cls, first: date, last: date) -> TimeWindow:
+        """Whole UTC days ``first`` to ``last``, both included.
+
+        Raises ValueError when ``last`` is before ``first`` or either is a datetime.
+        """
+        for name, value in (("first", first), ("last", last)):
+            if isinstance(value, datetime) or not isinstance(value, date):
+                raise ValueError(f"{name} must be a date (not a datetime), got {value!r}")
+        if last < first:
+            raise ValueError(
+                f"inverted range: last day {last.isoformat()} is before first day "
+                f"{first.isoformat()}"
+            )
+        return cls(
+            datetime.combine(first, time(), UTC),
+            datetime.combine(last + timedelta(days=1), time(), UTC),
+        )
+
+    @classmethod
+    def trailing(cls, length: timedelta, end: datetime) -> TimeWindow:
+        """The ``length`` of time that ends at ``end`` (exclusive)."""
+        if length <= timedelta(0):
+            raise ValueError(f"window length must be positive, got {length}")
+        end = require_aware(end, "end")
+        return cls(end - length, end)
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def covering(self, bucket: timedelta) -> TimeWindow:
+        """The smallest window of whole ``bucket``-wide UTC buckets that contains this one.
+
+        This is what an aggregate with that bucket width can answer for: every bucket that
+        overlaps the window counts in full.
+        """
+        start = self.start - (self.start - _BUCKET_ORIGIN) % bucket
+        overhang = (self.end - _BUCKET_ORIGIN) % bucket
+        end = self.end if overhang == timedelta(0) else self.end - overhang + bucket
+        return TimeWindow(start, end)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
