@@ -146,10 +146,8 @@ def json_uuid(value: Any) -> uuid.UUID | None:
 
 
 def json_text(value: Any) -> str | None:
-    """``data ->> 'field'``: a string as is, null as None, anything else as its JSON text."""
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value)
+    """``analytics_json_text(data -> 'field')``: a JSON string as is, anything else None."""
+    return value if isinstance(value, str) else None
 
 
 def percentile_cont(values: Sequence[float], fraction: float) -> float | None:

@@ -36,6 +36,15 @@ AS $$
     END
 $$;
 
+-- Text keys (route, method, provider, ...) only from JSON strings: `->>` would turn an array
+-- or a number into its JSON text and make a new group of it.
+CREATE OR REPLACE FUNCTION analytics_json_text(value jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(value) = 'string' THEN value #>> '{}' END
+$$;
+
 CREATE OR REPLACE FUNCTION analytics_json_uuid(value jsonb)
 RETURNS uuid
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -101,8 +110,8 @@ AS
 SELECT
     time_bucket(INTERVAL '1 hour', "timestamp")                                 AS hour,
     service,
-    COALESCE(data ->> 'method', '(unknown)')                                    AS method,
-    COALESCE(data ->> 'route', '(unknown)')                                     AS route,
+    COALESCE(analytics_json_text(data -> 'method'), '(unknown)')                 AS method,
+    COALESCE(analytics_json_text(data -> 'route'), '(unknown)')                  AS route,
     count(*)                                                                    AS request_count,
     count(*) FILTER (WHERE analytics_json_int(data -> 'status_code') >= 500)    AS server_error_count,
     count(*) FILTER (WHERE analytics_json_int(data -> 'status_code') BETWEEN 400 AND 499)
@@ -129,7 +138,7 @@ WITH (timescaledb.continuous, timescaledb.materialized_only = false) --@communit
 AS
 SELECT
     time_bucket(INTERVAL '1 day', "timestamp")                                   AS day,
-    COALESCE(data ->> 'provider', '(unknown)')                                   AS provider,
+    COALESCE(analytics_json_text(data -> 'provider'), '(unknown)')                AS provider,
     count(*) FILTER (WHERE event_type = 'integration_connected')                 AS connected_count,
     count(*) FILTER (WHERE event_type = 'integration_disconnected')              AS disconnected_count,
     count(*) FILTER (WHERE event_type = 'integration_used')                      AS used_count,
@@ -161,7 +170,7 @@ AS
 SELECT
     time_bucket(INTERVAL '1 day', "timestamp")                               AS day,
     event_type,
-    COALESCE(data ->> 'method', '(none)')                                    AS method,
+    COALESCE(analytics_json_text(data -> 'method'), '(none)')                 AS method,
     count(*)                                                                 AS attempt_count,
     count(*) FILTER (WHERE data -> 'success' = 'true'::jsonb)                AS success_count,
     count(*) FILTER (WHERE data -> 'success' IS DISTINCT FROM 'true'::jsonb) AS failure_count
@@ -209,8 +218,8 @@ SELECT
     event_type,
     COALESCE(
         CASE event_type
-            WHEN 'application_error' THEN data ->> 'error_kind'
-            WHEN 'integration_error' THEN data ->> 'provider'
+            WHEN 'application_error' THEN analytics_json_text(data -> 'error_kind')
+            WHEN 'integration_error' THEN analytics_json_text(data -> 'provider')
             WHEN 'api_request'       THEN 'http_' || analytics_json_int(data -> 'status_code')
             ELSE event_type
         END,
