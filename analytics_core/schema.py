@@ -14,14 +14,21 @@ from typing import Final
 __all__ = [
     "AGGREGATES",
     "AGGREGATES_BY_NAME",
+    "API_LATENCY_HOURLY",
+    "AUTH_EVENTS_DAILY",
     "CHUNK_INTERVAL",
+    "COCOON_ACTIVITY_DAILY",
     "COMPRESS_AFTER",
+    "DAILY_ACTIVE_USERS",
+    "ERRORS_HOURLY",
     "EVENTS_TABLE",
     "EVENT_COPY_COLUMNS",
+    "INTEGRATION_HEALTH_DAILY",
     "REFRESH_END_OFFSET",
     "REFRESH_SCHEDULE",
     "REFRESH_START_OFFSET",
     "RETENTION",
+    "TASK_STATS_DAILY",
     "Aggregate",
 ]
 
@@ -52,24 +59,35 @@ class Aggregate:
     keys: tuple[str, ...]
 
 
+DAILY_ACTIVE_USERS: Final = Aggregate(
+    "analytics_daily_active_users", "day", timedelta(days=1), ("user_id",)
+)
+TASK_STATS_DAILY: Final = Aggregate("analytics_task_stats_daily", "day", timedelta(days=1), ())
+API_LATENCY_HOURLY: Final = Aggregate(
+    "analytics_api_latency_hourly", "hour", timedelta(hours=1), ("service", "method", "route")
+)
+INTEGRATION_HEALTH_DAILY: Final = Aggregate(
+    "analytics_integration_health_daily", "day", timedelta(days=1), ("provider",)
+)
+AUTH_EVENTS_DAILY: Final = Aggregate(
+    "analytics_auth_events_daily", "day", timedelta(days=1), ("event_type", "method")
+)
+COCOON_ACTIVITY_DAILY: Final = Aggregate(
+    "analytics_cocoon_activity_daily", "day", timedelta(days=1), ("cocoon_id",)
+)
+ERRORS_HOURLY: Final = Aggregate(
+    "analytics_errors_hourly", "hour", timedelta(hours=1), ("service", "event_type", "error_kind")
+)
+
+#: All seven, in the order the post-deploy migration creates them.
 AGGREGATES: Final = (
-    Aggregate("analytics_daily_active_users", "day", timedelta(days=1), ("user_id",)),
-    Aggregate("analytics_task_stats_daily", "day", timedelta(days=1), ()),
-    Aggregate(
-        "analytics_api_latency_hourly",
-        "hour",
-        timedelta(hours=1),
-        ("service", "method", "route"),
-    ),
-    Aggregate("analytics_integration_health_daily", "day", timedelta(days=1), ("provider",)),
-    Aggregate("analytics_auth_events_daily", "day", timedelta(days=1), ("event_type", "method")),
-    Aggregate("analytics_cocoon_activity_daily", "day", timedelta(days=1), ("cocoon_id",)),
-    Aggregate(
-        "analytics_errors_hourly",
-        "hour",
-        timedelta(hours=1),
-        ("service", "event_type", "error_kind"),
-    ),
+    DAILY_ACTIVE_USERS,
+    TASK_STATS_DAILY,
+    API_LATENCY_HOURLY,
+    INTEGRATION_HEALTH_DAILY,
+    AUTH_EVENTS_DAILY,
+    COCOON_ACTIVITY_DAILY,
+    ERRORS_HOURLY,
 )
 
 AGGREGATES_BY_NAME: Final = {aggregate.name: aggregate for aggregate in AGGREGATES}
