@@ -1,0 +1,105 @@
+"""`make demo`: the whole life of the schema on a real database, in under a minute.
+
+1. `analytics-migrate all`, as a deploy pipeline runs it;
+2. a month of realistic traffic from four services, tracked through `AnalyticsClient`;
+3. `analytics-migrate maintain` (refreshes the aggregates, applies retention);
+4. `analytics-migrate status`;
+5. a short report from `analytics-report`.
+
+The database is $DATABASE_URL when set (used as is: nothing is dropped), else a fresh
+`analytics_demo` database on the local server engine that `scripts/server-engine` provides.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from rich.console import Console
+
+from analytics_core import AnalyticsClient
+from analytics_core.migrate import mask_password
+from analytics_core.sample import sample_events
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SAMPLE_SIZE = 60_000
+DEMO_DATABASE = "analytics_demo"
+
+console = Console()
+
+
+def local_demo_database() -> str:
+    """Start the local server engine and return the URL of a freshly created demo database."""
+    started = subprocess.run(
+        [str(REPO / "scripts" / "server-engine"), "start"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    admin_url = started.stdout.strip().splitlines()[-1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{DEMO_DATABASE}"))
+
+
+def command(*args: str, url: str, allow: tuple[int, ...] = (0,)) -> None:
+    shown = " ".join(args)
+    console.rule(f"[bold]$ {shown}")
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]], env={**os.environ, "DATABASE_URL": url},
+        check=False, timeout=300,
+    )
+    if result.returncode not in allow:
+        console.print(f"[red]{shown} exited with {result.returncode}")
+        raise SystemExit(result.returncode)
+
+
+def load_sample(url: str) -> None:
+    console.rule(f"[bold]tracking {SAMPLE_SIZE:,} events through AnalyticsClient")
+    end = datetime.now(UTC)
+    clients: dict[str, AnalyticsClient] = {}
+    started = time.perf_counter()
+    try:
+        for sample in sample_events(SAMPLE_SIZE, end - timedelta(days=30), end):
+            client = clients.get(sample.service)
+            if client is None:
+                client = clients[sample.service] = AnalyticsClient(
+                    url, service=sample.service, batch_size=1000, flush_interval=1.0,
+                    max_queue_size=SAMPLE_SIZE,
+                )
+            client.track(sample.event, timestamp=sample.timestamp)  # type: ignore[arg-type]
+    finally:
+        for client in clients.values():
+            client.close(timeout=60)
+    elapsed = time.perf_counter() - started
+    for service, client in sorted(clients.items()):
+        stats = client.stats
+        console.print(
+            f"{service:>10}: accepted {stats.accepted:>6,}  written {stats.written:>6,}  "
+            f"failed {stats.failed}  dropped {stats.dropped}  batches {stats.batches}"
+        )
+    console.print(f"{SAMPLE_SIZE / elapsed:,.0f} events/s tracked and written")
+
+
+def main() -> None:
+    url = os.environ.get("DATABASE_URL") or local_demo_database()
+    console.print(f"database: {mask_password(url)}")
+    command("analytics-migrate", "all", url=url)
+    load_sample(url)
+    command("analytics-migrate", "maintain", url=url)
+    command("analytics-migrate", "status", url=url)
+    if (BIN / "analytics-report").exists():
+        command("analytics-report", "dau", "--days", "14", url=url)
+        command("analytics-report", "latency", "--days", "7", url=url)
+        command("analytics-report", "tasks", "--days", "14", url=url)
+
+
+if __name__ == "__main__":
+    main()
