@@ -13,7 +13,6 @@ from typing import Final
 
 __all__ = [
     "AGGREGATES",
-    "AGGREGATES_BY_NAME",
     "API_LATENCY_HOURLY",
     "AUTH_EVENTS_DAILY",
     "CHUNK_INTERVAL",
@@ -89,5 +88,3 @@ AGGREGATES: Final = (
     COCOON_ACTIVITY_DAILY,
     ERRORS_HOURLY,
 )
-
-AGGREGATES_BY_NAME: Final = {aggregate.name: aggregate for aggregate in AGGREGATES}

@@ -4,7 +4,17 @@ Every function takes an open ``psycopg.Connection`` first and returns a frozen d
 tuple of them) whose ``to_json()`` gives plain JSON types. Windows are :class:`TimeWindow`
 values: half-open, timezone-aware, held in UTC; every bucket and hour of the day is UTC.
 
-- :mod:`~analytics_core.queries.metrics` answers from the aggregates only.
+- Product metrics answer from the aggregates only, one module per product area, each reading
+  one aggregate: :mod:`~analytics_core.queries.active_user_counts`,
+  :mod:`~analytics_core.queries.latency`, :mod:`~analytics_core.queries.tasks`,
+  :mod:`~analytics_core.queries.integrations`, :mod:`~analytics_core.queries.auth`,
+  :mod:`~analytics_core.queries.cocoons` and :mod:`~analytics_core.queries.errors`.
+  Aggregates hold whole UTC buckets, so these answer for every bucket the window overlaps and
+  return the window they actually cover as ``window``. How fresh they are depends on the
+  edition: on the Community edition the aggregates are continuous aggregates with real-time
+  aggregation (current to the last committed event); on the Apache edition they are
+  materialized views, as fresh as the last ``analytics-migrate maintain``. The SQL is the same
+  on both.
 - :mod:`~analytics_core.queries.entity` and :mod:`~analytics_core.queries.live` read the raw
   events table, through its indexes.
 
@@ -29,6 +39,15 @@ from analytics_core.queries._results import (
     Result,
 )
 from analytics_core.queries._window import TimeWindow
+from analytics_core.queries.active_user_counts import (
+    MAU_DAYS,
+    WAU_DAYS,
+    ActiveUsersDay,
+    ActiveUsersSeries,
+    active_users,
+)
+from analytics_core.queries.auth import AuthBreakdown, AuthReport, auth_activity
+from analytics_core.queries.cocoons import CocoonActivity, CocoonReport, cocoon_activity
 from analytics_core.queries.entity import (
     Entity,
     EntityKind,
@@ -51,6 +70,19 @@ from analytics_core.queries.entity import (
     peak_hour,
     top_event_types,
 )
+from analytics_core.queries.errors import ErrorHour, ErrorReport, ErrorTotal, error_counts
+from analytics_core.queries.integrations import (
+    IntegrationHealthReport,
+    ProviderHealth,
+    integration_health,
+)
+from analytics_core.queries.latency import (
+    ApiLatencyReport,
+    EndpointHour,
+    EndpointSummary,
+    PercentileEstimate,
+    api_latency,
+)
 from analytics_core.queries.live import (
     LiveCount,
     LiveSnapshot,
@@ -61,34 +93,7 @@ from analytics_core.queries.live import (
     recent_events,
     top_event_types_now,
 )
-from analytics_core.queries.metrics import (
-    MAU_DAYS,
-    WAU_DAYS,
-    ActiveUsersDay,
-    ActiveUsersSeries,
-    ApiLatencyReport,
-    AuthBreakdown,
-    AuthReport,
-    CocoonActivity,
-    CocoonReport,
-    EndpointHour,
-    EndpointSummary,
-    ErrorHour,
-    ErrorReport,
-    ErrorTotal,
-    IntegrationHealthReport,
-    PercentileEstimate,
-    ProviderHealth,
-    TaskDay,
-    TaskReport,
-    active_users,
-    api_latency,
-    auth_activity,
-    cocoon_activity,
-    error_counts,
-    integration_health,
-    task_stats,
-)
+from analytics_core.queries.tasks import TaskDay, TaskReport, task_stats
 
 __all__ = [
     "MAU_DAYS",
