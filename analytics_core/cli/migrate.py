@@ -6,21 +6,28 @@ interface (see ``EXIT_CODES``).
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
 from analytics_core import migrate
+from analytics_core.cli._command_line import (
+    EXIT_ERROR,
+    AsJson,
+    DatabaseUrl,
+    err,
+    fail,
+    out,
+    print_json,
+    resolve_url,
+)
 from analytics_core.migrate import Edition, MigrateError, PendingPreDeploy, Phase
 from analytics_core.migrate.dsn import MissingDatabaseUrl, scrub
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
@@ -30,7 +37,6 @@ _DDL_LOCK_TIMEOUT_SECONDS = DEFAULT_DDL_LOCK_TIMEOUT.total_seconds()
 
 EXIT_OK = 0
 EXIT_PENDING = 1
-EXIT_ERROR = 2
 
 EXIT_CODES = f"""
 Exit codes: {EXIT_OK} success (for status: up to date);
@@ -49,18 +55,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console()
-err = Console(stderr=True)
 
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="PostgreSQL URL (default: $DATABASE_URL, then $PLATFORM_DATABASE_URL).",
-        show_default=False,
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 LockWait = Annotated[
     float,
     typer.Option(
@@ -79,32 +74,20 @@ DdlLockTimeout = Annotated[
 ]
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 @contextmanager
 def _errors(url: str | None) -> Iterator[None]:
     """Turn library errors into a message on stderr and the documented exit code."""
     try:
         yield
     except PendingPreDeploy as error:
-        _fail(str(error), EXIT_PENDING)
+        fail(str(error), EXIT_PENDING)
     except MigrateError as error:
-        _fail(scrub(str(error), url))
+        fail(scrub(str(error), url))
     except (MissingDatabaseUrl, ValueError) as error:
-        _fail(scrub(str(error), url))
+        fail(scrub(str(error), url))
     except psycopg.Error as error:
         # Anything the library did not anticipate still gets the documented exit code.
-        _fail(scrub(f"database error [{error.sqlstate or '?'}]: {error}".strip(), url))
-
-
-def _url(explicit: str | None) -> str:
-    try:
-        return migrate.resolve_database_url(explicit)
-    except ValueError as error:
-        _fail(str(error))
+        fail(scrub(f"database error [{error.sqlstate or '?'}]: {error}".strip(), url))
 
 
 def _apply(
@@ -114,7 +97,7 @@ def _apply(
     ddl_lock_timeout: float,
     as_json: bool,
 ) -> None:
-    url = _url(url_option)
+    url = resolve_url(url_option)
     with _errors(url), _progress(enabled=not as_json) as report:
         result = migrate.apply(
             url,
@@ -124,7 +107,7 @@ def _apply(
             progress=report,
         )
     if as_json:
-        _print_json({"applied": list(result.applied), "edition": result.server.edition})
+        print_json({"applied": list(result.applied), "edition": result.server.edition})
     elif result.applied:
         out.print(f"applied {len(result.applied)} migration(s): {', '.join(result.applied)}")
     else:
@@ -194,11 +177,11 @@ def post(
 def status(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """Applied and pending migrations, TimescaleDB edition and features, chunks, jobs and
     aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error."""
-    url = _url(database_url)
+    url = resolve_url(database_url)
     with _errors(url), migrate.connect(url, read_only=True) as conn:
         report = migrate.read_status(conn)
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         _render_status(report)
     raise typer.Exit(EXIT_OK if report.up_to_date else EXIT_PENDING)
@@ -220,14 +203,14 @@ def dry_run(
     transaction. Changes nothing; works on a read-only connection."""
     applied: frozenset[str] = frozenset()
     if edition is None or database_url or _env_has_url():
-        url = _url(database_url)
+        url = resolve_url(database_url)
         with _errors(url), migrate.connect(url, read_only=True) as conn:
             report = migrate.read_status(conn)
         applied = frozenset(m.id for phase in report.phases for m in phase.applied)
         edition = edition or report.server.edition
     planned = migrate.plan(edition, applied=applied)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "edition": edition,
                 "pending": [
@@ -266,13 +249,13 @@ def maintain(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
     """Run one round of upkeep. Community edition: run every policy job once now.
     Apache edition: refresh the fallback materialized views and drop chunks past retention.
     Exit 2 when any task failed (the others still ran)."""
-    url = _url(database_url)
+    url = resolve_url(database_url)
     with _errors(url), migrate.connect(url) as conn:
         result = migrate.maintain(
             conn, progress=None if as_json else lambda name: err.print(f"· {name}")
         )
     if as_json:
-        _print_json(
+        print_json(
             {
                 "edition": result.edition,
                 "ok": result.ok,
@@ -287,10 +270,6 @@ def maintain(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
             table.add_row(task.name, task.detail if task.ok else f"[red]{task.detail}[/]")
         out.print(table)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_ERROR)
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
 def _render_status(report: migrate.SchemaStatus) -> None:

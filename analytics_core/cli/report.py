@@ -13,19 +13,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import psycopg
 import typer
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 from rich.live import Live
 
 from analytics_core import queries as q
 from analytics_core.cli import _report_views as views
-from analytics_core.migrate.dsn import libpq_url, resolve_database_url, scrub
+from analytics_core.cli._command_line import (
+    EXIT_ERROR,
+    AsJson,
+    DatabaseUrl,
+    fail,
+    out,
+    print_json,
+    resolve_url,
+)
+from analytics_core.migrate.dsn import libpq_url, scrub
 
 EXIT_OK = 0
-EXIT_ERROR = 2
 
 EXIT_CODES = f"""
 Exit codes: {EXIT_OK} success; {EXIT_ERROR} bad input (options, dates, ids), no database URL,
@@ -43,20 +51,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console()
-err = Console(stderr=True)
 
 _CONNECT_TIMEOUT_S = 10
 
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="PostgreSQL URL (default: $DATABASE_URL, then $PLATFORM_DATABASE_URL).",
-        show_default=False,
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 Since = Annotated[
     str | None,
     typer.Option(
@@ -87,11 +84,6 @@ Limit = Annotated[int, typer.Option("--limit", min=1, help="How many rows to sho
 _T = TypeVar("_T")
 
 
-def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(EXIT_ERROR)
-
-
 # --- Parsing -----------------------------------------------------------------------------------
 
 
@@ -107,7 +99,7 @@ def _instant(text: str, option: str, *, end: bool) -> datetime:
             return datetime.combine(day + timedelta(days=1 if end else 0), clock(), UTC)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        _fail(
+        fail(
             f"{option} {text!r} is not an ISO date or datetime (e.g. 2024-01-31 or "
             "2024-01-31T12:00:00Z)"
         )
@@ -123,7 +115,7 @@ def _window(
     now; --until alone starts ``default_days`` before it.
     """
     if days is not None and (since or until):
-        _fail("give either --days or --since/--until, not both")
+        fail("give either --days or --since/--until, not both")
     now = datetime.now(UTC)
     tomorrow = datetime.combine(now.date() + timedelta(days=1), clock(), UTC)
     try:
@@ -136,14 +128,7 @@ def _window(
         )
         return q.TimeWindow(start, end)
     except ValueError as error:
-        _fail(str(error))
-
-
-def _url(explicit: str | None) -> str:
-    try:
-        return resolve_database_url(explicit)
-    except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 # --- Running -----------------------------------------------------------------------------------
@@ -155,7 +140,7 @@ def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
 
     Autocommit so that every statement sees the newest events (``--watch`` runs for long).
     """
-    url = _url(explicit_url)
+    url = resolve_url(explicit_url)
     try:
         conn = psycopg.connect(
             libpq_url(url),
@@ -164,21 +149,21 @@ def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
             application_name="analytics-report",
         )
     except psycopg.Error as error:
-        _fail(f"cannot connect to the database: {scrub(str(error).strip(), url)}")
+        fail(f"cannot connect to the database: {scrub(str(error).strip(), url)}")
     try:
         with conn:
             conn.execute("SET default_transaction_read_only = on")
             yield conn
     except psycopg.errors.UndefinedTable as error:
         detail = error.diag.message_primary or str(error)
-        _fail(
+        fail(
             f"{scrub(detail, url)}: the analytics schema is missing or incomplete; "
             "run `analytics-migrate all` against this database first"
         )
     except psycopg.Error as error:
-        _fail(f"the query failed: [{error.sqlstate or '?????'}] {scrub(str(error).strip(), url)}")
+        fail(f"the query failed: [{error.sqlstate or '?????'}] {scrub(str(error).strip(), url)}")
     except ValueError as error:
-        _fail(scrub(str(error), url))
+        fail(scrub(str(error), url))
 
 
 def _run(url: str | None, query: Callable[[psycopg.Connection[Any]], _T]) -> _T:
@@ -188,13 +173,9 @@ def _run(url: str | None, query: Callable[[psycopg.Connection[Any]], _T]) -> _T:
 
 def _emit(result: q.Result, as_json: bool, view: Callable[[], RenderableType]) -> None:
     if as_json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
         out.print(view())
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 # --- Product metrics ---------------------------------------------------------------------------
@@ -339,7 +320,7 @@ def entity(
     try:
         target = q.Entity.parse(kind, entity_id)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
 
     def read(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
         summary = q.entity_summary(conn, target, inactive_days=inactive_days)
@@ -352,7 +333,7 @@ def entity(
 
     summary, daily, hours, log = _run(database_url, read)
     if as_json:
-        _print_json(
+        print_json(
             {
                 **summary.to_json(),
                 "daily": [d.to_json() for d in daily],
@@ -379,7 +360,7 @@ def leaderboard(
     window = _window(since, until, days, 7)
     entries = _run(database_url, lambda conn: q.leaderboard(conn, kind, window, limit))
     if as_json:
-        _print_json(
+        print_json(
             {
                 "kind": kind.value,
                 "window": window.to_json(),

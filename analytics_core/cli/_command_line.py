@@ -1,0 +1,47 @@
+"""What both command-line programs share: the database and output options, the consoles,
+and how an error becomes a message on stderr and an exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from analytics_core.migrate.dsn import resolve_database_url
+
+EXIT_ERROR = 2
+
+out = Console()
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: $DATABASE_URL, then $PLATFORM_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """Print ``message`` as an error on stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def resolve_url(explicit: str | None) -> str:
+    """The URL from the option or the environment; exits 2 with the reason when there is none."""
+    try:
+        return resolve_database_url(explicit)
+    except ValueError as error:
+        fail(str(error))
+
+
+def print_json(document: Any) -> None:
+    """``document`` as indented JSON on stdout (values JSON cannot hold as their ``str``)."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
