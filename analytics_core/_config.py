@@ -1,0 +1,158 @@
+"""The client's configuration: keyword arguments validated once, at construction.
+
+Each check raises ``ValueError`` (or ``TypeError`` for a wrong type) naming the argument, the
+value and what to pass instead, so a misconfiguration fails at start-up rather than at the
+first write.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from analytics_core._tracker import OnError
+
+__all__ = ["ClientConfig"]
+
+# The ``service`` column is VARCHAR(100).
+_MAX_SERVICE_LENGTH: Final = 100
+_MAX_BATCH_SIZE: Final = 100_000
+# libpq counts connect_timeout in whole seconds and treats anything below 2 as 2.
+_MIN_CONNECT_TIMEOUT_S: Final = 2
+# Detect a peer that vanished without closing the connection (keepalives while waiting for
+# the server, tcp_user_timeout while our data stays unacknowledged).
+_TCP_DEFAULTS: Final = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+}
+
+
+def _number(name: str, value: object, *, minimum: float, inclusive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    number = float(value)
+    too_small = number < minimum if inclusive else number <= minimum
+    if not math.isfinite(number) or too_small:
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return number
+
+
+def _integer(name: str, value: object, *, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The validated settings of one ``AnalyticsClient``; see its docstring for each."""
+
+    # Carries the password: kept out of repr().
+    conninfo: str = field(repr=False)
+    service: str
+    batch_size: int
+    flush_interval: float
+    max_queue_size: int
+    on_error: OnError | None
+    shutdown_timeout: float
+    connect_timeout: float
+    statement_timeout: float
+    max_backoff: float
+
+    @classmethod
+    def create(
+        cls,
+        database_url: object,
+        *,
+        service: object,
+        batch_size: object,
+        flush_interval: object,
+        max_queue_size: object,
+        on_error: object,
+        shutdown_timeout: object,
+        connect_timeout: object,
+        statement_timeout: object,
+        max_backoff: object,
+        connect: bool,
+    ) -> ClientConfig:
+        """Validate every argument; ``connect=False`` (a disabled client) skips the DSN."""
+        if not isinstance(service, str):
+            raise TypeError(f"service must be a str, not {type(service).__name__}")
+        if not 1 <= len(service) <= _MAX_SERVICE_LENGTH or "\x00" in service:
+            raise ValueError(
+                f"service must be 1 to {_MAX_SERVICE_LENGTH} characters without NUL, "
+                f"got {len(service)} characters; use a short name such as 'platform'"
+            )
+        batch = _integer("batch_size", batch_size, minimum=1, maximum=_MAX_BATCH_SIZE)
+        queue_size = _integer("max_queue_size", max_queue_size, minimum=1, maximum=2**31 - 1)
+        if queue_size < batch:
+            raise ValueError(
+                f"max_queue_size ({queue_size}) must be at least batch_size ({batch}), "
+                "or no batch could ever fill; raise max_queue_size or lower batch_size"
+            )
+        if on_error is not None and not callable(on_error):
+            raise TypeError(
+                f"on_error must be a callable(events, exception) or None, not "
+                f"{type(on_error).__name__}"
+            )
+        connect_s = _number("connect_timeout", connect_timeout, minimum=0, inclusive=False)
+        statement_s = _number("statement_timeout", statement_timeout, minimum=0, inclusive=False)
+        config = cls(
+            conninfo="",
+            service=service,
+            batch_size=batch,
+            flush_interval=_number("flush_interval", flush_interval, minimum=0, inclusive=False),
+            max_queue_size=queue_size,
+            on_error=on_error,  # checked callable above
+            shutdown_timeout=_number(
+                "shutdown_timeout", shutdown_timeout, minimum=0, inclusive=True
+            ),
+            connect_timeout=connect_s,
+            statement_timeout=statement_s,
+            max_backoff=_number("max_backoff", max_backoff, minimum=0, inclusive=False),
+        )
+        if not connect:
+            return config
+        return _with_conninfo(config, database_url)
+
+    @property
+    def statement_timeout_ms(self) -> int:
+        """``statement_timeout`` in the milliseconds PostgreSQL counts in (at least 1)."""
+        return max(1, math.ceil(self.statement_timeout * 1000))
+
+
+def _with_conninfo(config: ClientConfig, database_url: object) -> ClientConfig:
+    if not isinstance(database_url, str):
+        raise TypeError(f"database_url must be a str, not {type(database_url).__name__}")
+    if not database_url.strip():
+        raise ValueError(
+            "database_url is empty; pass a DSN such as "
+            "postgresql://user:password@host:5432/dbname, or enabled=False to disable the client"
+        )
+    try:
+        params = conninfo_to_dict(database_url)
+    except psycopg.ProgrammingError as exc:
+        # The libpq message is left out: for a malformed URL it can quote the password.
+        raise ValueError(
+            "database_url is not a valid PostgreSQL connection string; expected "
+            "postgresql://user:password@host:5432/dbname or 'host=... dbname=...'"
+        ) from exc
+    # Ours, whatever the DSN says: the writer sends UTF-8 JSON, and every wait is bounded.
+    params["client_encoding"] = "UTF8"
+    params["connect_timeout"] = str(max(_MIN_CONNECT_TIMEOUT_S, math.ceil(config.connect_timeout)))
+    # The DSN's own choices win for these.
+    params.setdefault("application_name", f"analytics-core ({config.service})"[:63])
+    for key, value in _TCP_DEFAULTS.items():
+        params.setdefault(key, value)
+    params.setdefault("tcp_user_timeout", str(config.statement_timeout_ms))
+    conninfo = make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+    return replace(config, conninfo=conninfo)

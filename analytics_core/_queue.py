@@ -1,0 +1,269 @@
+"""The bounded intake between ``track()`` and the worker, and the ledger of every event.
+
+One short lock guards both, which is what makes ``ClientStats`` a consistent snapshot: an
+event moves from pending to written, failed or dropped in a single critical section. The
+writer never holds the lock while it does I/O; ``track()`` holds it for an append.
+
+``pending`` counts every event accepted and not yet resolved: those in the intake, those the
+worker has taken and is building or writing. ``max_queue_size`` bounds that number, so memory
+stays bounded however long the database is away.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeAlias
+
+from analytics_core._tracker import ClientStats
+from analytics_core.events import AnalyticsEvent
+
+__all__ = ["EventQueue", "Item", "LocalIntake", "Stamp"]
+
+Stamp: TypeAlias = int | datetime
+"""When an event happened: ``time.time_ns()`` read by ``track()``, or the caller's datetime."""
+
+Item: TypeAlias = tuple[AnalyticsEvent, Stamp]
+
+
+class EventQueue:
+    """A bounded FIFO of tracked events plus the counters of what became of them.
+
+    Producers call ``put`` (never blocks); one worker drains with ``take`` and reports back
+    with ``settle``; anyone may ``snapshot`` or wait for a flush target with ``wait_settled``.
+    """
+
+    __slots__ = (
+        "_abandoned",
+        "_accepted",
+        "_batch_size",
+        "_batches",
+        "_capacity",
+        "_dropped_closed",
+        "_dropped_full",
+        "_dropped_shutdown",
+        "_failed",
+        "_flush_upto",
+        "_items",
+        "_last_error",
+        "_lock",
+        "_max_size",
+        "_pending",
+        "_resolved",
+        "_retried",
+        "_settled",
+        "_written",
+        "wake",
+    )
+
+    def __init__(self, max_size: int, batch_size: int) -> None:
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        #: Set when a batch is full, a flush is requested or intake closes.
+        self.wake = threading.Event()
+        self._items: list[Item] = []
+        self._max_size = max_size
+        # Room for pending events; 0 once closed, so one comparison decides in put().
+        self._capacity = max_size
+        self._batch_size = batch_size
+        self._accepted = 0
+        self._pending = 0
+        self._resolved = 0
+        self._written = 0
+        self._failed = 0
+        self._dropped_full = 0
+        self._dropped_closed = 0
+        self._dropped_shutdown = 0
+        self._retried = 0
+        self._batches = 0
+        self._last_error: str | None = None
+        self._flush_upto = 0
+        self._abandoned = False
+
+    # --- Producers ---------------------------------------------------------------------------
+
+    def put(self, event: AnalyticsEvent, stamp: Stamp) -> bool:
+        """Append ``(event, stamp)``; False, counted as dropped, when full or closed."""
+        with self._lock:
+            self._accepted += 1
+            if self._pending < self._capacity:
+                self._pending += 1
+                items = self._items
+                items.append((event, stamp))
+                if len(items) != self._batch_size:
+                    return True
+            else:
+                if self._capacity:
+                    self._dropped_full += 1
+                else:
+                    self._dropped_closed += 1
+                return False
+        # Exactly once per full batch: the append that made it full wakes the worker.
+        self.wake.set()
+        return True
+
+    # --- The worker ----------------------------------------------------------------------------
+
+    def take(self) -> list[Item]:
+        """Everything in the intake, oldest first; the events stay pending until settled."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    def size(self) -> int:
+        """How many events wait in the intake (not yet taken)."""
+        return len(self._items)
+
+    @property
+    def flush_upto(self) -> int:
+        """Events enqueued before the latest ``request_flush()``, counted from the start."""
+        return self._flush_upto
+
+    @property
+    def dropped_full(self) -> int:
+        """Events dropped so far because the queue was full."""
+        return self._dropped_full
+
+    @property
+    def abandoned(self) -> bool:
+        """True once ``abandon()`` dropped pending events."""
+        return self._abandoned
+
+    @property
+    def pending(self) -> int:
+        """Events accepted and not yet resolved."""
+        return self._pending
+
+    def settle(self, *, written: int, failed: int, batches: int) -> None:
+        """Record the outcome of a batch and wake ``wait_settled`` callers."""
+        with self._settled:
+            resolved = written + failed
+            self._pending -= resolved
+            self._resolved += resolved
+            self._written += written
+            self._failed += failed
+            self._batches += batches
+            self._settled.notify_all()
+
+    def note_retry(self, error: str) -> None:
+        """Count one retried write attempt and remember its error."""
+        with self._lock:
+            self._retried += 1
+            self._last_error = error
+
+    def note_error(self, error: str) -> None:
+        """Remember a write error that was not retried (rows rejected by the database)."""
+        with self._lock:
+            self._last_error = error
+
+    def abandon(self) -> int:
+        """Count every pending event as dropped (shutdown gave up); return how many."""
+        with self._settled:
+            count = self._pending
+            self._dropped_shutdown += count
+            self._resolved += count
+            self._pending = 0
+            self._items = []
+            self._capacity = 0
+            self._abandoned = self._abandoned or count > 0
+            self._settled.notify_all()
+            return count
+
+    # --- Callers of flush() and close() --------------------------------------------------------
+
+    def close_intake(self) -> None:
+        """From now on ``put`` drops (counted as dropped, reason: closed)."""
+        with self._lock:
+            self._capacity = 0
+        self.wake.set()
+
+    def request_flush(self) -> int:
+        """Ask the worker to write everything enqueued so far; return that flush target."""
+        with self._lock:
+            target = self._resolved + self._pending
+            self._flush_upto = max(self._flush_upto, target)
+        self.wake.set()
+        return target
+
+    def wait_settled(self, target: int, deadline: float) -> bool:
+        """Wait until ``target`` events are resolved or ``deadline`` (monotonic) passes.
+
+        True when they were resolved by writing (or failing) them, False on timeout or when
+        shutdown dropped them.
+        """
+        with self._settled:
+            while self._resolved < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._settled.wait(remaining)
+            return not self._abandoned
+
+    def snapshot(self) -> ClientStats:
+        """All counters, read together under the lock."""
+        with self._lock:
+            return ClientStats(
+                accepted=self._accepted,
+                written=self._written,
+                dropped=self._dropped_full + self._dropped_closed + self._dropped_shutdown,
+                failed=self._failed,
+                retried=self._retried,
+                batches=self._batches,
+                queue_depth=self._pending,
+                last_error=self._last_error,
+            )
+
+
+class LocalIntake:
+    """The intake of a tracker with no database: every accepted event is final at once.
+
+    A disabled client discards events (``keep`` is None); a recording one passes each to
+    ``keep``, called under the lock so that the order kept is the order of ``put``. Events
+    are counted as written when accepted and as dropped once the tracker is closed.
+    """
+
+    __slots__ = ("_accepted", "_dropped", "_keep", "_lock", "_open")
+
+    def __init__(self, keep: Callable[[AnalyticsEvent, Stamp], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._keep = keep
+        self._open = True
+        self._accepted = 0
+        self._dropped = 0
+
+    def put(self, event: AnalyticsEvent, stamp: Stamp) -> bool:
+        """Keep (or discard) the event; False, counted as dropped, after ``close_intake()``."""
+        with self._lock:
+            self._accepted += 1
+            if not self._open:
+                self._dropped += 1
+                return False
+            if self._keep is not None:
+                self._keep(event, stamp)
+            return True
+
+    def close_intake(self) -> None:
+        """From now on ``put`` drops."""
+        with self._lock:
+            self._open = False
+
+    def run_locked(self, action: Callable[[], None]) -> None:
+        """Run ``action`` under the intake lock (to clear what ``keep`` stored, atomically)."""
+        with self._lock:
+            action()
+
+    def snapshot(self) -> ClientStats:
+        """The counters, consistent with each other."""
+        with self._lock:
+            return ClientStats(
+                accepted=self._accepted,
+                written=self._accepted - self._dropped,
+                dropped=self._dropped,
+                failed=0,
+                retried=0,
+                batches=0,
+                queue_depth=0,
+                last_error=None,
+            )

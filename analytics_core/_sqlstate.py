@@ -1,0 +1,76 @@
+"""What a write error means for the rows that hit it, decided from its SQLSTATE.
+
+The writer never matches error messages. It asks ``classify(exc)`` and gets one of:
+
+- ``TRANSIENT``: the rows are fine, the database or the path to it is not (class 08
+  connection, 57 operator intervention such as admin shutdown 57P01 or a statement timeout
+  57014, 53 insufficient resources, 40 serialization failure or deadlock, 58 system error,
+  25006 read-only transaction during a failover, 55P03 lock not available), or psycopg lost the
+  connection and has no SQLSTATE at all. Retry the same rows after a backoff.
+- ``DUPLICATE``: 23505 unique violation. Some rows are already in the table (an earlier
+  attempt committed without us hearing it); look up which and write only the others.
+- ``DATA``: class 22 data exception (such as 22P05, a NUL character that JSONB rejects), 23
+  integrity constraint, 54 program limit (a document too large), or the client could not
+  encode a row. Only some rows are bad; split the batch to isolate them.
+- ``PERSISTENT``: anything else (42 undefined table or permission, 28 authentication, 3D
+  unknown database, XX internal). Not the rows' fault and not fixed by splitting; retry with
+  the capped backoff, logged as an error, until an operator fixes it or ``close()`` gives up.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import psycopg
+
+__all__ = ["Failure", "classify", "describe"]
+
+
+class Failure(enum.Enum):
+    """The kind of a write error, and so what the writer does next."""
+
+    TRANSIENT = "transient"
+    DUPLICATE = "duplicate"
+    DATA = "data"
+    PERSISTENT = "persistent"
+
+
+_UNIQUE_VIOLATION: Final = "23505"
+_TRANSIENT_CLASSES: Final = frozenset({"08", "40", "53", "57", "58"})
+_TRANSIENT_STATES: Final = frozenset({"25006", "55P03"})
+_DATA_CLASSES: Final = frozenset({"22", "23", "54"})
+
+
+def classify(exc: BaseException) -> Failure:
+    """The ``Failure`` kind of an exception raised while writing or looking up rows."""
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        if state is None:
+            # Raised by psycopg itself: a dumper that could not encode a value is a problem
+            # of one row; anything else (lost connection, closed connection) is transient.
+            return Failure.DATA if isinstance(exc, psycopg.DataError) else Failure.TRANSIENT
+        if state == _UNIQUE_VIOLATION:
+            return Failure.DUPLICATE
+        if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
+            return Failure.TRANSIENT
+        if state[:2] in _DATA_CLASSES:
+            return Failure.DATA
+        return Failure.PERSISTENT
+    if isinstance(exc, OSError | TimeoutError):
+        return Failure.TRANSIENT
+    # A Python error while encoding a row (TypeError, ValueError, ...): a problem of that row.
+    return Failure.DATA
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line ``"SQLSTATE Class: message"`` for logs and ``stats.last_error``.
+
+    Uses only the server's primary message: its DETAIL and CONTEXT can quote row data, and
+    events may carry personal data.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, psycopg.Error):
+        message = exc.diag.message_primary or str(exc).partition("\n")[0]
+        return f"{exc.sqlstate} {name}: {message}" if exc.sqlstate else f"{name}: {message}"
+    return f"{name}: {str(exc).partition(chr(10))[0]}"

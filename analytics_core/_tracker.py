@@ -1,0 +1,154 @@
+"""What every tracker shares: the ``Tracker`` protocol, its ``ClientStats`` and argument checks.
+
+``AnalyticsClient`` and the test doubles in ``analytics_core.testing`` implement the same
+surface, so application code can accept a ``Tracker`` and tests can hand it a
+``RecordingClient``. The checks here are the part of ``track()`` that does no I/O and is the
+same for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Final, Protocol, Self, TypeAlias, runtime_checkable
+
+from analytics_core.events import EVENT_TYPES, AnalyticsEvent, BaseEvent
+
+__all__ = [
+    "EVENT_CLASSES",
+    "ClientStats",
+    "OnError",
+    "Tracker",
+    "check_event",
+    "check_timeout",
+    "check_timestamp",
+]
+
+OnError: TypeAlias = Callable[[Sequence[AnalyticsEvent], BaseException], None]
+"""``on_error(events, exception)``: called on the writer thread with events that cannot be
+written (the database rejected them); must not block for long, call ``flush()`` or ``close()``."""
+
+#: The concrete event models: ``type(event) in EVENT_CLASSES`` is the cheap check of track().
+EVENT_CLASSES: Final = frozenset(EVENT_TYPES.values())
+_EVENT_CLASS_TUPLE: Final = tuple(EVENT_TYPES.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """A consistent snapshot of a tracker's counters, all taken at one instant.
+
+    - ``accepted``: calls of ``track()`` with a valid event, including those then dropped.
+    - ``written``: events in the table (for the test doubles: delivered to memory or nowhere).
+      An event found already present after an in-doubt commit counts here, once.
+    - ``dropped``: events given up without being written: the queue was full, the client was
+      closed, or ``close()`` timed out with them still pending.
+    - ``failed``: events the database rejected (bad data); each was passed to ``on_error``.
+    - ``retried``: write attempts repeated after a transient error (connection lost, ...).
+    - ``batches``: COPY statements that committed.
+    - ``queue_depth``: events accepted but not yet written, failed or dropped (the bound of
+      ``max_queue_size`` applies to this number, in-flight batches included).
+    - ``last_error``: the most recent write error as ``"SQLSTATE Class: message"``, or None.
+
+    Always ``accepted == written + failed + dropped + queue_depth``; at rest
+    ``queue_depth == 0``.
+    """
+
+    accepted: int
+    written: int
+    dropped: int
+    failed: int
+    retried: int
+    batches: int
+    queue_depth: int
+    last_error: str | None
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """The surface shared by ``AnalyticsClient``, ``NullClient`` and ``RecordingClient``.
+
+    Type your application code against this so tests can substitute an in-memory tracker.
+    """
+
+    def track(self, event: AnalyticsEvent, *, timestamp: datetime | None = None) -> bool:
+        """Queue ``event``; False when it was dropped. Never blocks, does no I/O."""
+        ...
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait at most ``timeout`` s for everything tracked so far; True when it was."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop intake, drain within ``timeout`` s, release resources. Idempotent."""
+        ...
+
+    async def aflush(self, timeout: float = 5.0) -> bool:
+        """``flush()`` without blocking the event loop."""
+        ...
+
+    async def aclose(self, timeout: float = 5.0) -> bool:
+        """``close()`` without blocking the event loop."""
+        ...
+
+    @property
+    def stats(self) -> ClientStats:
+        """A consistent snapshot of the counters."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def check_event(event: object) -> None:
+    """Raise ``TypeError`` unless ``event`` is an analytics event model instance.
+
+    The slow path of ``track()``'s check, for subclasses of the event models and for mistakes.
+    """
+    if isinstance(event, _EVENT_CLASS_TUPLE):
+        return
+    if isinstance(event, BaseEvent):
+        raise TypeError(
+            f"{type(event).__name__} is not one of the analytics event types; track() takes "
+            "a model from analytics_core.events such as TaskCreated(...)"
+        )
+    raise TypeError(
+        f"track() takes an analytics event model such as TaskCreated(...), not "
+        f"{type(event).__name__}; build one from a raw payload with "
+        "analytics_core.events.parse_event(payload)"
+    )
+
+
+def check_timestamp(timestamp: object) -> datetime:
+    """``timestamp`` if it is a timezone-aware datetime; else ``TypeError`` or ``ValueError``."""
+    if not isinstance(timestamp, datetime):
+        raise TypeError(
+            f"timestamp must be a timezone-aware datetime, not {type(timestamp).__name__}"
+        )
+    if timestamp.utcoffset() is None:
+        raise ValueError(
+            "timestamp is a naive datetime (no timezone); pass an aware one such as "
+            "datetime.now(UTC)"
+        )
+    return timestamp
+
+
+def check_timeout(timeout: object, name: str = "timeout") -> float:
+    """``timeout`` as a float if it is a finite number of seconds >= 0, else ``ValueError``.
+
+    None (wait forever) is refused on purpose: every wait of a tracker is bounded.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(timeout).__name__}")
+    value = float(timeout)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {timeout!r}")
+    return value

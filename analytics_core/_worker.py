@@ -1,0 +1,475 @@
+"""The background worker: two daemon threads forming a two-stage pipeline.
+
+- The **batcher** wakes when a batch is full, the flush interval has passed, ``flush()`` asks
+  or ``close()`` starts. It takes the whole intake at once, builds rows for ``batch_size``
+  events at a time (the per-event Python work ``track()`` skipped) and hands each batch over.
+- The **writer** writes one batch at a time by COPY. While it waits for the server, without
+  the GIL, the batcher builds the next batch: serialisation overlaps the server's work.
+
+The handoff holds one batch, so at most three batches are outside the intake: one being
+written, one ready, one being built. All of them still count as pending against
+``max_queue_size``.
+
+Failures (see ``_sqlstate``): transient and persistent errors retry the same rows after a
+capped, jittered backoff; a sleep ends early when ``close()`` starts (then retries come fast)
+and at once when it gives up. Data errors split the batch until each bad row stands alone;
+it is counted as failed and passed to ``on_error``. Rows of an attempt that may have
+committed (connection lost, or a unique violation on ``event_id``) are looked up before they
+are written again, so none is written twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from analytics_core._backoff import Backoff
+from analytics_core._config import ClientConfig
+from analytics_core._log import Throttle, logger
+from analytics_core._queue import EventQueue, Item
+from analytics_core._sqlstate import Failure, classify, describe
+from analytics_core._writer import Batch, BatchWriter, Row, build_batch, event_id_of
+from analytics_core.events import AnalyticsEvent
+
+__all__ = ["Worker"]
+
+# How often, at most, the batcher looks around (drop warnings, a stuck writer) while idle or
+# waiting for the writer.
+_HOUSEKEEPING_S: Final = 1.0
+# The server's statement_timeout should end any operation first; this much later, the
+# connection is cut from our side (a frozen server does not enforce its own timeout).
+_WATCHDOG_GRACE_S: Final = 5.0
+# While close() drains, retries come at least this often, so a database that comes back is
+# used before close()'s deadline.
+_CLOSING_RETRY_S: Final = 0.25
+
+
+class _Handoff:
+    """A one-batch mailbox from the batcher to the writer, refilled while the server works.
+
+    The writer ``get``s a batch and ``release``s the slot only once its COPY is on the wire
+    and it waits for the server without the GIL. The batcher then hands over the batch it
+    built and builds the next one: its Python work runs while the server runs, instead of
+    competing for the GIL with the writer's own row encoding.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._batch: Batch | None = None
+        self._held = False
+        self._finished = False
+        self._aborted = False
+
+    def put(self, batch: Batch, timeout: float) -> bool:
+        """Leave ``batch`` for the writer; False on timeout (slot still taken) or abort."""
+        with self._ready:
+            if (
+                not self._ready.wait_for(
+                    lambda: (self._batch is None and not self._held) or self._aborted, timeout
+                )
+                or self._aborted
+            ):
+                return False
+            self._batch = batch
+            self._ready.notify_all()
+            return True
+
+    def get(self) -> Batch | None:
+        """The next batch; None once finished and empty, or at once when aborted."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._batch is not None or self._finished or self._aborted)
+            if self._aborted:
+                return None
+            batch, self._batch = self._batch, None
+            self._held = batch is not None
+            return batch
+
+    def release(self) -> None:
+        """The writer is waiting on the server: the batcher may hand over the next batch."""
+        if self._held:
+            with self._ready:
+                self._held = False
+                self._ready.notify_all()
+
+    def finish(self) -> None:
+        """No more batches will come."""
+        with self._ready:
+            self._finished = True
+            self._ready.notify_all()
+
+    def abort(self) -> None:
+        """End every wait now; a batch left in the slot is not written."""
+        with self._ready:
+            self._aborted = True
+            self._ready.notify_all()
+
+
+@dataclass(slots=True)
+class _Part:
+    """Rows of a batch still to write, by position; a whole batch to begin with."""
+
+    indices: list[int]
+    # Some of these rows may already be in the table: look them up before writing.
+    check: bool = False
+    # A unique violation seen writing these rows; if none of them turns out to be present,
+    # the violation was not about our event ids and counts as a data error.
+    duplicate: Exception | None = None
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The outcome of one batch, settled into the queue's ledger when it is done."""
+
+    written: int = 0
+    copies: int = 0
+    failures: list[tuple[AnalyticsEvent, Exception]] = field(default_factory=list)
+
+
+class Worker:
+    """Moves events from an ``EventQueue`` into the table; see the module docstring."""
+
+    def __init__(self, config: ClientConfig, queue: EventQueue, writer: BatchWriter) -> None:
+        self.queue = queue
+        self._config = config
+        self._writer = writer
+        self._handoff = _Handoff()
+        self._closing = threading.Event()
+        self._abort = threading.Event()
+        # Cuts a backoff sleep short: set when close() starts and when it gives up.
+        self._retry_now = threading.Event()
+        self._backoff = Backoff(config.max_backoff)
+        self._exit_lock = threading.Lock()
+        self._running = 2
+        self._drops_reported = 0
+        self._failures_unreported = 0
+        self._drop_warnings = Throttle()
+        self._retry_warnings = Throttle()
+        self._failure_warnings = Throttle()
+        self._threads = (
+            threading.Thread(
+                target=self._run_batcher,
+                name=f"analytics-core-batcher ({config.service})",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._run_writer,
+                name=f"analytics-core-writer ({config.service})",
+                daemon=True,
+            ),
+        )
+
+    # --- Control, from the client --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start both threads."""
+        for thread in self._threads:
+            thread.start()
+
+    def flush(self, deadline: float) -> bool:
+        """Ask for everything queued so far to be written; wait until ``deadline``."""
+        target = self.queue.request_flush()
+        return self.queue.wait_settled(target, deadline)
+
+    def begin_close(self) -> None:
+        """Stop intake and start draining; returns at once."""
+        self.queue.close_intake()
+        self._closing.set()
+        self._retry_now.set()
+        self.queue.wake.set()
+
+    def join(self, deadline: float) -> bool:
+        """Wait until both threads have ended, or ``deadline`` (monotonic) passes."""
+        for thread in self._threads:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                thread.join(remaining)
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def abort(self) -> None:
+        """Give up: end every wait now; whatever is still pending will count as dropped.
+
+        A COPY already on the wire is not interrupted; it ends by itself, bounded by the
+        server's statement_timeout and the watchdog.
+        """
+        self._abort.set()
+        self._retry_now.set()
+        self._handoff.abort()
+        self.queue.wake.set()
+
+    def runs_on_current_thread(self) -> bool:
+        """True when called from one of the worker's own threads (e.g. in ``on_error``)."""
+        return threading.current_thread() in self._threads
+
+    # --- The batcher -----------------------------------------------------------------------------
+
+    def _run_batcher(self) -> None:
+        try:
+            self._batch_until_closed()
+        except BaseException:
+            logger.exception(
+                "analytics-core: the batcher thread crashed; new events are dropped from now "
+                "on. Please report this bug."
+            )
+            self.queue.close_intake()
+        finally:
+            self._handoff.finish()
+            self._thread_done()
+
+    def _batch_until_closed(self) -> None:
+        queue = self.queue
+        size = self._config.batch_size
+        interval = self._config.flush_interval
+        service = self._config.service
+        carry: list[Item] = []
+        emitted = 0
+        next_due = time.monotonic() + interval
+        while not self._abort.is_set():
+            if (
+                not self._closing.is_set()
+                and queue.size() + len(carry) < size
+                and queue.flush_upto <= emitted
+            ):
+                timeout = min(next_due - time.monotonic(), _HOUSEKEEPING_S)
+                if timeout > 0:
+                    queue.wake.wait(timeout)
+            queue.wake.clear()
+            # Read before take(): intake closes before _closing is set, so once closing is
+            # seen, this take() gets the last events there will ever be.
+            closing = self._closing.is_set()
+            taken = queue.take()
+            items = carry + taken if carry else taken
+            now = time.monotonic()
+            if closing or now >= next_due or queue.flush_upto > emitted:
+                cut = len(items)
+                next_due = now + interval
+            else:
+                cut = len(items) - len(items) % size
+            for start in range(0, cut, size):
+                chunk = items[start : start + size]
+                if not self._hand_over(build_batch(chunk, service)):
+                    return
+                emitted += len(chunk)
+            carry = items[cut:]
+            self._housekeeping()
+            if closing and not carry and not queue.size():
+                return
+
+    def _hand_over(self, batch: Batch) -> bool:
+        while not self._handoff.put(batch, _HOUSEKEEPING_S):
+            if self._abort.is_set():
+                return False
+            self._housekeeping()
+        return True
+
+    def _housekeeping(self) -> None:
+        self._report_drops(force=False)
+        limit = self._config.statement_timeout + _WATCHDOG_GRACE_S
+        if self._writer.interrupt_if_stuck(limit):
+            logger.warning(
+                "analytics-core: the database did not answer for %.0f s (statement_timeout "
+                "is %g s); cut the connection. The batch will be checked and written again.",
+                limit,
+                self._config.statement_timeout,
+            )
+
+    def _report_drops(self, *, force: bool) -> None:
+        dropped = self.queue.dropped_full
+        new = dropped - self._drops_reported
+        if new and (force or self._drop_warnings.ready()):
+            self._drops_reported = dropped
+            logger.warning(
+                "analytics-core: dropped %d events since last warning (queue full: "
+                "max_queue_size=%d events pending); the database is slow or unreachable "
+                "(last error: %s). Check the database, or raise max_queue_size to buffer "
+                "longer outages.",
+                new,
+                self._config.max_queue_size,
+                self.queue.snapshot().last_error,
+            )
+
+    # --- The writer -----------------------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        try:
+            while (batch := self._handoff.get()) is not None:
+                self._deliver(batch)
+                if self._abort.is_set():
+                    break
+        except BaseException:
+            logger.exception(
+                "analytics-core: the writer thread crashed; pending and new events are dropped. "
+                "Please report this bug."
+            )
+            self.queue.close_intake()
+            self.abort()
+        finally:
+            self._writer.close()
+            self._thread_done()
+
+    def _deliver(self, batch: Batch) -> None:
+        rows = batch.rows
+        tally = _Tally(failures=list(batch.rejected))
+        work = [_Part(list(range(len(rows))))] if rows else []
+        while work and not self._abort.is_set():
+            part = work[-1]
+            try:
+                if part.check:
+                    self._drop_present(rows, part, tally)
+                    if not part.indices:
+                        work.pop()
+                        continue
+                    if part.duplicate is not None:
+                        # A unique violation, yet none of these rows is in the table: it was
+                        # not about our event ids, so some row is bad.
+                        self._split(batch, work, part.duplicate, tally)
+                        continue
+                self._writer.copy(
+                    rows if len(part.indices) == len(rows) else _pick(rows, part),
+                    before_wait=self._handoff.release,
+                )
+            except Exception as exc:
+                if not self._handle(batch, work, exc, tally):
+                    break
+                continue
+            work.pop()
+            tally.written += len(part.indices)
+            tally.copies += 1
+            self._recovered()
+        # Retrying or splitting: the writer is not coming back for a while.
+        self._handoff.release()
+        if tally.failures:
+            self._report_failures(tally.failures)
+        self.queue.settle(written=tally.written, failed=len(tally.failures), batches=tally.copies)
+
+    def _drop_present(self, rows: list[Row], part: _Part, tally: _Tally) -> None:
+        """Count the part's rows already in the table as written, and take them out of it.
+
+        Keeps ``part.duplicate`` only when none of the rows was present.
+        """
+        present = self._writer.present(_pick(rows, part))
+        part.check = False
+        if present:
+            kept = [i for i in part.indices if event_id_of(rows[i]) not in present]
+            logger.info(
+                "analytics-core: %d of %d events of an in-doubt batch were already written; "
+                "writing the other %d",
+                len(part.indices) - len(kept),
+                len(part.indices),
+                len(kept),
+            )
+            tally.written += len(part.indices) - len(kept)
+            part.indices = kept
+            part.duplicate = None
+
+    def _handle(self, batch: Batch, work: list[_Part], exc: Exception, tally: _Tally) -> bool:
+        """Decide what a failed attempt means for ``work[-1]``; False to stop (aborted)."""
+        part = work[-1]
+        kind = classify(exc)
+        if kind is Failure.DUPLICATE:
+            self._writer.recycle_if_unusable()
+            part.check = True
+            part.duplicate = exc
+            return True
+        if kind is Failure.DATA:
+            self._writer.recycle_if_unusable()
+            self.queue.note_error(describe(exc))
+            self._split(batch, work, exc, tally)
+            return True
+        # The connection may have died after the server committed: look before rewriting.
+        self._writer.discard()
+        part.check = True
+        return self._sleep_before_retry(exc, kind)
+
+    @staticmethod
+    def _split(batch: Batch, work: list[_Part], exc: Exception, tally: _Tally) -> None:
+        """Replace ``work[-1]`` by its two halves, or fail it if it is a single row."""
+        part = work.pop()
+        if len(part.indices) == 1:
+            tally.failures.append((batch.events[part.indices[0]], exc))
+            return
+        middle = len(part.indices) // 2
+        # Last in, first out: the first half is written first.
+        work.append(_Part(part.indices[middle:]))
+        work.append(_Part(part.indices[:middle]))
+
+    def _sleep_before_retry(self, exc: Exception, kind: Failure) -> bool:
+        error = describe(exc)
+        self.queue.note_retry(error)
+        delay = self._backoff.next_delay()
+        if self._retry_warnings.ready():
+            log = logger.error if kind is Failure.PERSISTENT else logger.warning
+            log(
+                "analytics-core: writing events failed (%s); retry %d in %.2f s. Events keep "
+                "queueing up to max_queue_size=%d.%s",
+                error,
+                self._backoff.failures,
+                delay,
+                self._config.max_queue_size,
+                " This is not a transient error: check the schema, permissions and DSN."
+                if kind is Failure.PERSISTENT
+                else "",
+            )
+        if self._closing.is_set():
+            delay = min(delay, _CLOSING_RETRY_S)
+        self._retry_now.wait(delay)
+        self._retry_now.clear()
+        return not self._abort.is_set()
+
+    def _recovered(self) -> None:
+        if self._backoff.failures:
+            logger.info(
+                "analytics-core: writing events again after %d retries", self._backoff.failures
+            )
+            self._backoff.reset()
+
+    def _report_failures(self, failures: list[tuple[AnalyticsEvent, Exception]]) -> None:
+        self._failures_unreported += len(failures)
+        if self._failure_warnings.ready():
+            logger.warning(
+                "analytics-core: %d events rejected by the database since last warning, not "
+                "written (latest: %s); they are counted in stats.failed and passed to on_error",
+                self._failures_unreported,
+                describe(failures[-1][1]),
+            )
+            self._failures_unreported = 0
+        on_error = self._config.on_error
+        if on_error is None:
+            return
+        # One call per distinct error: rows isolated by splitting each carry their own.
+        groups: dict[int, tuple[Exception, list[AnalyticsEvent]]] = {}
+        for event, exc in failures:
+            groups.setdefault(id(exc), (exc, []))[1].append(event)
+        for exc, events in groups.values():
+            try:
+                on_error(events, exc)
+            except Exception:
+                logger.exception("analytics-core: the on_error callback raised; ignored")
+
+    # --- Both --------------------------------------------------------------------------------
+
+    def _thread_done(self) -> None:
+        with self._exit_lock:
+            self._running -= 1
+            if self._running:
+                return
+        # The last thread out settles what could not be written.
+        self._report_drops(force=True)
+        if self._failures_unreported:
+            logger.warning(
+                "analytics-core: %d events rejected by the database since last warning",
+                self._failures_unreported,
+            )
+        lost = self.queue.abandon()
+        if lost:
+            logger.warning(
+                "analytics-core: shut down with %d events not written; counted as dropped "
+                "(close() timed out; last error: %s)",
+                lost,
+                self.queue.snapshot().last_error,
+            )
+
+
+def _pick(rows: list[Row], part: _Part) -> list[Row]:
+    return [rows[i] for i in part.indices]

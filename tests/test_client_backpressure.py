@@ -1,0 +1,150 @@
+"""AnalyticsClient with nowhere to write: bounded memory, counted drops, bounded waits.
+
+The database is a port where nothing listens, so every connection attempt is refused at once.
+The elapsed-time checks are correctness bounds (a wait honours its timeout), with generous
+slack, not performance thresholds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from analytics_core import AnalyticsClient
+from analytics_core.events import TaskCompleted
+
+# A wait may overrun its timeout by scheduling and one short lock; far less than this.
+SLACK_S = 2.0
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """A DSN whose port refuses connections (bound, never listening, so nobody else gets it)."""
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        yield f"postgresql://postgres:secret@127.0.0.1:{port}/analytics"
+
+
+def event(i: int = 0) -> TaskCompleted:
+    return TaskCompleted(task_id=uuid.uuid4(), user_id=uuid.uuid4(), duration_ms=i)
+
+
+def wait_until(condition: object, timeout: float = 20.0) -> bool:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return bool(condition())
+
+
+def test_a_full_queue_drops_new_events_and_counts_them(dead_url: str) -> None:
+    client = AnalyticsClient(
+        dead_url, service="platform", batch_size=10, max_queue_size=20, flush_interval=0.01
+    )
+    try:
+        accepted = [client.track(event(i)) for i in range(20)]
+        rejected = [client.track(event(i)) for i in range(5)]
+        assert accepted == [True] * 20
+        assert rejected == [False] * 5
+        stats = client.stats
+        assert (stats.accepted, stats.dropped, stats.written, stats.queue_depth) == (25, 5, 0, 20)
+        # The bound holds while the worker retries: nothing more gets in.
+        assert wait_until(lambda: client.stats.retried >= 2)
+        assert client.track(event()) is False
+        assert client.stats.queue_depth == 20
+        assert client.stats.last_error is not None
+        assert "OperationalError" in client.stats.last_error
+    finally:
+        client.close(timeout=0.2)
+
+
+def test_flush_and_close_honour_their_timeouts_with_the_database_down(dead_url: str) -> None:
+    client = AnalyticsClient(
+        dead_url, service="platform", batch_size=10, max_queue_size=20, max_backoff=30.0
+    )
+    for i in range(23):
+        client.track(event(i))
+    # Let the backoff grow past the timeouts below: close() must cut the sleep short.
+    assert wait_until(lambda: client.stats.retried >= 3)
+
+    started = time.monotonic()
+    assert client.flush(timeout=0.5) is False
+    flushed_in = time.monotonic() - started
+
+    started = time.monotonic()
+    assert client.close(timeout=0.5) is False
+    closed_in = time.monotonic() - started
+
+    assert flushed_in < 0.5 + SLACK_S
+    assert closed_in < 0.5 + SLACK_S
+    # The writer gives up at once; the 20 pending events become drops, with the 3 refused.
+    assert wait_until(lambda: client.stats.queue_depth == 0, timeout=5.0)
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (23, 0, 0, 23)
+    assert client.track(event()) is False
+    assert client.stats.dropped == 24
+    assert client.close(timeout=0.5) is False  # idempotent: still "not everything written"
+    assert client.flush(timeout=0.5) is False
+
+
+def test_zero_timeouts_return_at_once(dead_url: str) -> None:
+    client = AnalyticsClient(dead_url, service="platform", flush_interval=3600)
+    client.track(event())
+    started = time.monotonic()
+    assert client.flush(timeout=0) is False
+    assert client.close(timeout=0) is False
+    assert time.monotonic() - started < SLACK_S
+
+
+def test_drops_are_warned_about_at_a_bounded_rate_with_counts(
+    dead_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pattern = re.compile(r"dropped (\d+) events since last warning \(queue full")
+
+    def reported() -> list[int]:
+        return [
+            int(match.group(1))
+            for record in caplog.records
+            if record.name == "analytics_core" and (match := pattern.search(record.getMessage()))
+        ]
+
+    with caplog.at_level(logging.WARNING, logger="analytics_core"):
+        client = AnalyticsClient(
+            dead_url, service="platform", batch_size=5, max_queue_size=5, flush_interval=0.01
+        )
+        for i in range(1005):
+            client.track(event(i))
+        assert wait_until(lambda: len(reported()) == 1)
+        for i in range(500):
+            client.track(event(i))
+        # More drops within the period: counted, not warned about (the batcher looks every
+        # second and would warn now if it were per event or per look).
+        time.sleep(1.5)
+        assert len(reported()) == 1
+        assert client.close(timeout=0.2) is False
+        # It gave up on the 5 pending events; the worker settles them on its way out.
+        assert wait_until(lambda: client.stats.queue_depth == 0, timeout=5.0)
+    # What was not reported yet is reported when the client shuts down: the counts add up.
+    assert len(reported()) == 2
+    assert sum(reported()) == 1500
+    assert client.stats.dropped == 1505  # and the 5 pending, dropped at shutdown
+
+
+def test_a_database_that_is_down_at_start_is_retried_with_backoff(dead_url: str) -> None:
+    client = AnalyticsClient(dead_url, service="platform", batch_size=1, max_backoff=0.05)
+    try:
+        client.track(event())
+        assert wait_until(lambda: client.stats.retried >= 5)
+        assert client.stats.queue_depth == 1
+        assert client.stats.failed == 0
+    finally:
+        client.close(timeout=0.1)

@@ -1,0 +1,489 @@
+"""AnalyticsClient under failure: bad rows, lost commits, a restarted or frozen server.
+
+What is asserted is exact: row counts, distinct event ids, the stats identity
+``accepted == written + failed + dropped``, and which events reached ``on_error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from analytics_core import AnalyticsClient
+from analytics_core._config import ClientConfig
+from analytics_core._queue import EventQueue
+from analytics_core._worker import Worker
+from analytics_core._writer import BatchWriter, build_batch
+from analytics_core.events import AnalyticsEvent, TaskCreated
+from analytics_core.migrate import Phase, apply
+from analytics_core.schema import EVENTS_TABLE
+
+pytestmark = pytest.mark.server
+
+RESTART_CLUSTER = "client-restart"
+
+
+@pytest.fixture
+def events_url(database_url: str) -> str:
+    apply(database_url, (Phase.PRE,))
+    return database_url
+
+
+def fetch(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        return conn.execute(query).fetchall()
+
+
+def count_rows(url: str) -> tuple[int, int]:
+    """(rows, distinct event ids) in the events table."""
+    ((rows, ids),) = fetch(url, f"SELECT count(*), count(DISTINCT event_id) FROM {EVENTS_TABLE}")
+    return rows, ids
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def task(i: int, command: str = "make") -> TaskCreated:
+    return TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command=f"{command} {i}")
+
+
+def assert_adds_up(client: AnalyticsClient) -> None:
+    stats = client.stats
+    assert stats.queue_depth == 0
+    assert stats.accepted == stats.written + stats.failed + stats.dropped
+
+
+# --- Rows the database rejects ----------------------------------------------------------------
+
+
+def test_a_poison_event_costs_only_itself(events_url: str) -> None:
+    rejected: list[tuple[list[AnalyticsEvent], BaseException]] = []
+    client = AnalyticsClient(
+        events_url,
+        service="platform",
+        batch_size=20,
+        flush_interval=3600,
+        on_error=lambda events, exc: rejected.append((list(events), exc)),
+    )
+    poison = task(7, command="nul \u0000 inside")
+    good = [task(i) for i in range(19)]
+    for event in [*good[:7], poison, *good[7:]]:
+        assert client.track(event) is True
+    assert client.flush(timeout=20) is True
+    client.close()
+
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (20, 19, 1, 0)
+    assert stats.last_error is not None and stats.last_error.startswith("22P05 ")
+    assert_adds_up(client)
+    ((events, exc),) = rejected
+    assert events == [poison]
+    assert isinstance(exc, psycopg.errors.UntranslatableCharacter)
+    assert count_rows(events_url) == (19, 19)
+    commands = {row[0] for row in fetch(events_url, f"SELECT data->>'command' FROM {EVENTS_TABLE}")}
+    assert commands == {e.command for e in good}
+
+
+def test_several_poison_events_in_several_batches(events_url: str) -> None:
+    failed: list[AnalyticsEvent] = []
+    client = AnalyticsClient(
+        events_url,
+        service="platform",
+        batch_size=16,
+        flush_interval=3600,
+        on_error=lambda events, exc: failed.extend(events),
+    )
+    poison_at = {0, 5, 6, 31, 47}
+    tracked = [task(i, command="bad \u0000" if i in poison_at else "good") for i in range(48)]
+    for event in tracked:
+        client.track(event)
+    assert client.close(timeout=20) is True
+    assert (client.stats.written, client.stats.failed) == (43, 5)
+    assert_adds_up(client)
+    assert sorted(failed, key=tracked.index) == [tracked[i] for i in sorted(poison_at)]
+    assert count_rows(events_url) == (43, 43)
+
+
+def test_an_on_error_callback_that_raises_does_not_stop_the_writer(
+    events_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def on_error(events: object, exc: BaseException) -> None:
+        raise RuntimeError("the callback is broken")
+
+    client = AnalyticsClient(
+        events_url, service="platform", batch_size=4, flush_interval=3600, on_error=on_error
+    )
+    with caplog.at_level(logging.WARNING, logger="analytics_core"):
+        client.track(task(0, command="\u0000"))
+        assert client.flush(timeout=10) is True
+        for i in range(4):
+            client.track(task(i))
+        assert client.flush(timeout=10) is True
+    client.close()
+    assert (client.stats.written, client.stats.failed) == (4, 1)
+    assert any("on_error callback raised" in r.getMessage() for r in caplog.records)
+
+
+def test_flush_inside_on_error_is_refused_instead_of_waiting_for_itself(
+    events_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusals: list[str] = []
+    client: AnalyticsClient
+
+    def on_error(events: object, exc: BaseException) -> None:
+        try:
+            client.flush(timeout=5)
+        except RuntimeError as refused:
+            refusals.append(str(refused))
+
+    client = AnalyticsClient(
+        events_url, service="platform", batch_size=1, flush_interval=3600, on_error=on_error
+    )
+    client.track(task(0, command="\u0000"))
+    assert client.flush(timeout=10) is True
+    client.close()
+    assert len(refusals) == 1
+    assert refusals[0].startswith("flush() called from the client's own worker thread")
+
+
+def test_a_missing_table_is_retried_not_failed_until_the_schema_exists(database_url: str) -> None:
+    # Not the rows' fault (42P01): nothing is failed or dropped; it is written once migrated.
+    client = AnalyticsClient(
+        database_url, service="platform", batch_size=5, flush_interval=0.05, max_backoff=0.2
+    )
+    try:
+        for i in range(5):
+            client.track(task(i))
+        assert wait_until(lambda: client.stats.retried >= 2)
+        stats = client.stats
+        assert (stats.written, stats.failed, stats.dropped, stats.queue_depth) == (0, 0, 0, 5)
+        assert stats.last_error is not None and stats.last_error.startswith("42P01 ")
+        apply(database_url, (Phase.PRE,))
+        assert client.flush(timeout=20) is True
+    finally:
+        client.close()
+    assert (client.stats.written, client.stats.failed) == (5, 0)
+    assert count_rows(database_url) == (5, 5)
+
+
+# --- Rows that may already be in the table ------------------------------------------------------
+
+
+def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) -> None:
+    # What happens when an in-doubt COPY committed behind the writer's back: the retry hits
+    # the unique index on event_id (23505). Here the "earlier attempt" is simulated by writing
+    # part of the batch first, with the very same event ids.
+    config = ClientConfig.create(
+        events_url,
+        service="platform",
+        batch_size=10,
+        flush_interval=1.0,
+        max_queue_size=100,
+        on_error=None,
+        shutdown_timeout=1.0,
+        connect_timeout=5.0,
+        statement_timeout=10.0,
+        max_backoff=0.1,
+        connect=True,
+    )
+    queue = EventQueue(config.max_queue_size, config.batch_size)
+    events = [task(i) for i in range(10)]
+    for event in events:
+        queue.put(event, time.time_ns())
+    batch = build_batch(queue.take(), config.service)
+    earlier = BatchWriter(config.conninfo, config.statement_timeout_ms)
+    earlier.copy([batch.rows[i] for i in (1, 4, 5, 9)])
+    earlier.close()
+
+    writer = BatchWriter(config.conninfo, config.statement_timeout_ms)
+    worker = Worker(config, queue, writer)  # threads not started: deliver on this thread
+    worker._deliver(batch)
+    writer.close()
+    stats = queue.snapshot()
+    assert (stats.written, stats.failed, stats.queue_depth, stats.batches) == (10, 0, 0, 1)
+    assert count_rows(events_url) == (10, 10)
+
+
+# --- A commit the client never heard about -----------------------------------------------------
+
+
+class PgProxy:
+    """A loopback TCP proxy for the PostgreSQL protocol, with two ways to misbehave.
+
+    - ``cut_after_commit()``: for the next commit point a client sends (CopyDone, which
+      commits an autocommit COPY, or a ``COMMIT`` query), forward it to the server, then close
+      both sockets at once: the server commits, the client never hears.
+    - ``freeze()``: stop forwarding anything on the current connections, like a server that
+      hangs without closing (new connections work normally).
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._cut_armed = threading.Event()
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._frozen: set[socket.socket] = set()
+        self._open: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after_commit(self) -> None:
+        self._cut_armed.set()
+
+    def freeze(self) -> None:
+        with self._lock:
+            self._frozen.update(self._open)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                _close(sock)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            with self._lock:
+                self._open += [client, server]
+            threading.Thread(
+                target=self._client_to_server, args=(client, server), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._server_to_client, args=(server, client), daemon=True
+            ).start()
+
+    def _client_to_server(self, client: socket.socket, server: socket.socket) -> None:
+        typed = False  # the first messages (SSLRequest, StartupMessage) have no type byte
+        try:
+            while True:
+                if typed:
+                    head = _read_exactly(client, 5)
+                    kind, length = head[:1], struct.unpack("!I", head[1:])[0]
+                    body = _read_exactly(client, length - 4)
+                else:
+                    head = _read_exactly(client, 4)
+                    length = struct.unpack("!I", head)[0]
+                    body = _read_exactly(client, length - 4)
+                    kind = b""
+                    code = struct.unpack("!I", body[:4])[0]
+                    typed = code not in (80877103, 80877104)  # SSL and GSS encryption requests
+                if client in self._frozen:
+                    continue
+                server.sendall(head + body)
+                if self._cut_armed.is_set() and _is_commit(kind, body):
+                    self._cut_armed.clear()
+                    self.cuts += 1
+                    # The client loses its connection now. The server gets an orderly end of
+                    # stream after the commit message (not a reset, which could discard it
+                    # unread), and its answer is read and dropped.
+                    with self._lock:
+                        self._frozen.add(client)
+                    _close(client)
+                    server.shutdown(socket.SHUT_WR)
+                    return
+        except OSError:
+            _close(client)
+            _close(server)
+
+    def _server_to_client(self, server: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := server.recv(65536):
+                if client not in self._frozen:
+                    client.sendall(data)
+        except OSError:
+            pass
+        _close(client)
+        _close(server)
+
+
+def _is_commit(kind: bytes, body: bytes) -> bool:
+    if kind == b"c":  # CopyDone: the end of a COPY, its commit in autocommit mode
+        return True
+    return kind == b"Q" and body.rstrip(b"\0").strip().upper() in (b"COMMIT", b"COMMIT;")
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("peer closed")
+        data += chunk
+    return data
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+@pytest.fixture
+def proxy(events_url: str) -> Iterator[tuple[PgProxy, str]]:
+    params = conninfo_to_dict(events_url)
+    pg_proxy = PgProxy((str(params.get("host", "127.0.0.1")), int(params.get("port", 5432))))
+    proxied = make_conninfo(
+        events_url,
+        host="127.0.0.1",
+        port=str(pg_proxy.port),
+        sslmode="disable",
+        gssencmode="disable",
+    )
+    yield pg_proxy, proxied
+    pg_proxy.close()
+
+
+def test_an_ambiguous_commit_is_not_written_twice(
+    events_url: str, proxy: tuple[PgProxy, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    pg_proxy, proxied_url = proxy
+    client = AnalyticsClient(
+        proxied_url, service="platform", batch_size=10, flush_interval=3600, max_backoff=0.2
+    )
+    pg_proxy.cut_after_commit()
+    with caplog.at_level(logging.INFO, logger="analytics_core"):
+        for i in range(25):
+            assert client.track(task(i)) is True
+        assert client.flush(timeout=20) is True
+        assert client.close(timeout=10) is True
+    assert pg_proxy.cuts == 1
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (25, 25, 0, 0)
+    assert stats.retried >= 1
+    assert count_rows(events_url) == (25, 25)
+    # The first batch had committed: the writer found all of it and wrote none of it again.
+    assert any(
+        "10 of 10 events of an in-doubt batch were already written" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+
+
+def test_a_frozen_server_is_cut_off_and_the_batch_written_once(
+    events_url: str, proxy: tuple[PgProxy, str]
+) -> None:
+    # statement_timeout cannot fire on a server that is not running; the client's watchdog
+    # cuts the connection 5 s after it instead, then checks and rewrites the batch.
+    pg_proxy, proxied_url = proxy
+    client = AnalyticsClient(
+        proxied_url,
+        service="platform",
+        batch_size=5,
+        flush_interval=3600,
+        statement_timeout=0.5,
+        max_backoff=0.2,
+    )
+    try:
+        client.track(task(0))
+        assert client.flush(timeout=10) is True  # connected, one batch written
+        pg_proxy.freeze()
+        for i in range(1, 6):
+            client.track(task(i))
+        assert client.flush(timeout=30) is True
+    finally:
+        client.close(timeout=10)
+    assert client.stats.written == 6
+    assert client.stats.retried >= 1
+    assert count_rows(events_url) == (6, 6)
+
+
+# --- A database that goes away and comes back ---------------------------------------------------
+
+
+@pytest.fixture
+def restartable_url(full_timescaledb: object) -> Iterator[str]:
+    """A fresh database on a cluster of our own that the test may stop and start."""
+    if full_timescaledb is not None:
+        pytest.skip("the database comes from the environment or Docker and cannot be restarted")
+    from tests.engines import server  # noqa: PLC0415
+
+    reason = server.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no local server engine: {reason}")
+    admin_url = server.ensure_server(RESTART_CLUSTER)
+    name = f"client_restart_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    apply(url, (Phase.PRE,))
+    yield url
+    admin_url = server.ensure_server(RESTART_CLUSTER)
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def test_a_database_restart_mid_ingest_loses_and_duplicates_nothing(restartable_url: str) -> None:
+    from tests.engines import server  # noqa: PLC0415
+
+    total = 3000
+    client = AnalyticsClient(
+        restartable_url,
+        service="platform",
+        batch_size=25,
+        flush_interval=0.02,
+        max_queue_size=total,
+        max_backoff=0.5,
+    )
+    tracked = threading.Event()
+    halfway = threading.Event()
+
+    def produce() -> None:
+        # About 1.5 s of tracking, so that it goes on while the server is down.
+        for i in range(total):
+            assert client.track(task(i)) is True
+            if i == total // 3:
+                halfway.set()
+            if i % 2:
+                time.sleep(0.001)
+        tracked.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        assert halfway.wait(30)
+        server.stop_server(RESTART_CLUSTER)
+        stopped_at = client.stats
+        time.sleep(0.3)
+        server.ensure_server(RESTART_CLUSTER)
+        producer.join(60)
+        assert tracked.is_set()
+        assert client.flush(timeout=60) is True
+    finally:
+        client.close(timeout=10)
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (total, total, 0, 0)
+    assert stats.retried >= 1
+    assert stopped_at.written < total
+    assert count_rows(restartable_url) == (total, total)
+    ((tasks,),) = fetch(
+        restartable_url, f"SELECT count(DISTINCT data->>'task_id') FROM {EVENTS_TABLE}"
+    )
+    assert tasks == total

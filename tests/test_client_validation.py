@@ -1,0 +1,145 @@
+"""AnalyticsClient rejects bad configuration at construction and bad events at track().
+
+Every message names the argument and says what to pass instead. No database: the clients
+here are never asked to write (the DSN points nowhere; flush_interval is an hour).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from analytics_core import AnalyticsClient
+from analytics_core.events import BaseEvent, TaskCompleted, TaskCreated
+
+NOWHERE = "postgresql://postgres:secret@127.0.0.1:9/analytics"
+
+
+@pytest.fixture
+def client() -> Iterator[AnalyticsClient]:
+    tracker = AnalyticsClient(NOWHERE, service="platform", flush_interval=3600)
+    yield tracker
+    tracker.close(timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"service": ""}, ValueError, "service must be 1 to 100 characters"),
+        ({"service": "x" * 101}, ValueError, "service must be 1 to 100 characters"),
+        ({"service": 42}, TypeError, "service must be a str"),
+        ({"batch_size": 0}, ValueError, "batch_size must be between 1 and 100000"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
+        ({"batch_size": True}, TypeError, "batch_size must be an int"),
+        ({"max_queue_size": 50}, ValueError, r"max_queue_size \(50\) must be at least batch_size"),
+        ({"flush_interval": 0}, ValueError, "flush_interval must be a finite number"),
+        ({"flush_interval": math.inf}, ValueError, "flush_interval must be a finite number"),
+        ({"flush_interval": "1"}, TypeError, "flush_interval must be a number of seconds"),
+        ({"shutdown_timeout": -1}, ValueError, "shutdown_timeout must be a finite number"),
+        ({"connect_timeout": 0}, ValueError, "connect_timeout must be a finite number"),
+        ({"statement_timeout": math.nan}, ValueError, "statement_timeout must be a finite"),
+        ({"max_backoff": 0}, ValueError, "max_backoff must be a finite number"),
+        ({"on_error": "log"}, TypeError, "on_error must be a callable"),
+        ({"enabled": "no"}, TypeError, "enabled must be a bool"),
+    ],
+)
+def test_bad_configuration_is_rejected_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    arguments: dict[str, Any] = {"service": "platform", **kwargs}
+    with pytest.raises(error, match=message):
+        AnalyticsClient(NOWHERE, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "database_url is empty"),
+        ("postgresql://host:notaport/db?bogus", "not a valid PostgreSQL connection string"),
+        ("host=a port", "not a valid PostgreSQL connection string"),
+    ],
+)
+def test_a_bad_dsn_is_rejected_at_construction_without_quoting_it(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as raised:
+        AnalyticsClient(url, service="platform")
+    assert "notaport" not in str(raised.value)
+
+
+def test_a_disabled_client_needs_no_dsn() -> None:
+    tracker = AnalyticsClient("", service="platform", enabled=False)
+    assert tracker.track(TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command="x"))
+
+
+def test_an_invalid_event_cannot_be_built() -> None:
+    with pytest.raises(ValidationError, match="duration_ms"):
+        TaskCompleted(task_id=uuid.uuid4(), user_id=uuid.uuid4(), duration_ms=-1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"event_type": "task_created"}, "not dict; build one from a raw payload"),
+        ("task_created", "not str"),
+        (None, "not NoneType"),
+    ],
+)
+def test_track_rejects_what_is_not_an_event(
+    client: AnalyticsClient, value: object, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        client.track(value)  # type: ignore[arg-type]
+    assert client.stats.accepted == 0
+
+
+def test_track_rejects_a_base_event_that_is_not_an_event_type(client: AnalyticsClient) -> None:
+    class Homemade(BaseEvent):
+        event_type: str = "homemade"
+
+    with pytest.raises(TypeError, match="Homemade is not one of the analytics event types"):
+        client.track(Homemade())  # type: ignore[arg-type]
+
+
+def test_track_accepts_a_subclass_of_an_event_model(client: AnalyticsClient) -> None:
+    class Tagged(TaskCreated):
+        pass
+
+    assert client.track(Tagged(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command="x"))
+
+
+def test_track_rejects_naive_and_non_datetime_timestamps(client: AnalyticsClient) -> None:
+    event = TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command="x")
+    with pytest.raises(ValueError, match=r"naive datetime .* datetime\.now\(UTC\)"):
+        client.track(event, timestamp=datetime(2024, 1, 1, 12))
+    with pytest.raises(TypeError, match="timestamp must be a timezone-aware datetime, not float"):
+        client.track(event, timestamp=1_700_000_000.0)  # type: ignore[arg-type]
+    assert client.stats.accepted == 0
+    assert client.track(event, timestamp=datetime(2024, 1, 1, 12, tzinfo=UTC)) is True
+    assert client.stats.accepted == 1
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(-1, ValueError), (math.inf, ValueError), (None, TypeError), ("5", TypeError)],
+)
+def test_flush_and_close_require_a_finite_timeout(
+    client: AnalyticsClient, timeout: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="timeout"):
+        client.flush(timeout)  # type: ignore[arg-type]
+    with pytest.raises(error, match="timeout"):
+        client.close(timeout)  # type: ignore[arg-type]
+
+
+def test_repr_shows_no_secret() -> None:
+    tracker = AnalyticsClient(NOWHERE, service="platform", flush_interval=3600)
+    try:
+        assert "secret" not in repr(tracker)
+        assert repr(tracker) == "<AnalyticsClient service='platform' open queue_depth=0>"
+    finally:
+        tracker.close(timeout=0)
