@@ -13,6 +13,7 @@ The database is $DATABASE_URL when set (used as is: nothing is dropped), else a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ BIN = Path(sys.executable).parent
 SAMPLE_SIZE = 60_000
 DEMO_DATABASE = "analytics_demo"
 
-console = Console()
+console = Console(width=max(shutil.get_terminal_size((140, 40)).columns, 120))
 
 
 def local_demo_database() -> str:
@@ -52,9 +53,13 @@ def local_demo_database() -> str:
 def command(*args: str, url: str, allow: tuple[int, ...] = (0,)) -> None:
     shown = " ".join(args)
     console.rule(f"[bold]$ {shown}")
+    # Rich sizes tables to the terminal; behind a pipe it would assume 80 columns.
+    width = max(shutil.get_terminal_size((140, 40)).columns, 120)
     result = subprocess.run(
-        [str(BIN / args[0]), *args[1:]], env={**os.environ, "DATABASE_URL": url},
-        check=False, timeout=300,
+        [str(BIN / args[0]), *args[1:]],
+        env={**os.environ, "DATABASE_URL": url, "COLUMNS": str(width)},
+        check=False,
+        timeout=300,
     )
     if result.returncode not in allow:
         console.print(f"[red]{shown} exited with {result.returncode}")
