@@ -44,7 +44,7 @@ lint: install
 	$(BIN)/ruff format --check analytics_core
 	$(BIN)/mypy --strict analytics_core
 
-bench: engines
+bench: install
 	$(BIN)/python -m benchmarks.run
 
 clean:

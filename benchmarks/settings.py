@@ -1,0 +1,65 @@
+"""How big each benchmark is: the full run the report is made from, and a quick smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Final
+
+__all__ = ["FULL", "QUICK", "Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Sizes and repetition counts; the defaults (``FULL``) are the issue's minimums."""
+
+    #: Events per ingest arm, and the one batch size every arm writes with.
+    ingest_events: int
+    ingest_batch_size: int
+    #: Measured rounds after the warm-up round; each round runs every arm once, in a rotated
+    #: order (A B C, B C A, C A B, ...).
+    ingest_rounds: int
+    #: Calls per latency sample (closed loop, and each open-loop load), per repetition.
+    latency_calls: int
+    latency_repetitions: int
+    #: Runs of each migration command.
+    migration_runs: int
+    #: Raw rows generated for the aggregate comparison, and timed runs of each query.
+    aggregate_rows: int
+    aggregate_runs: int
+    #: Days of data (ending at today's UTC midnight) and distinct users in them.
+    aggregate_days: int
+    aggregate_users: int
+    #: Fixed seed of every generated data set.
+    seed: int = 20240603
+
+    def scaled(self, **changes: int) -> Settings:
+        """A copy with some sizes changed (the command line's overrides)."""
+        return replace(self, **changes)
+
+
+FULL: Final = Settings(
+    ingest_events=200_000,
+    ingest_batch_size=1_000,
+    ingest_rounds=3,
+    latency_calls=100_000,
+    latency_repetitions=2,
+    migration_runs=3,
+    aggregate_rows=5_000_000,
+    aggregate_runs=5,
+    aggregate_days=90,
+    aggregate_users=2_000,
+)
+
+#: A smoke run that exercises every code path in seconds; its figures mean little.
+QUICK: Final = Settings(
+    ingest_events=3_000,
+    ingest_batch_size=500,
+    ingest_rounds=1,
+    latency_calls=3_000,
+    latency_repetitions=1,
+    migration_runs=1,
+    aggregate_rows=30_000,
+    aggregate_runs=1,
+    aggregate_days=90,
+    aggregate_users=200,
+)
