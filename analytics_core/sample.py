@@ -35,7 +35,7 @@ _PLATFORMS = ("macos", "linux", "windows")
 class SampleEvent:
     """An event, when it happened, and the service that emitted it."""
 
-    event: ev.BaseEvent
+    event: ev.AnalyticsEvent
     timestamp: datetime
     service: str
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -177,7 +177,7 @@ def _prepare(settings: Settings) -> _Workload:
     size = settings.ingest_batch_size
     return _Workload(
         # sample_events() yields concrete event models, typed as their base class.
-        tracked=[(cast(AnalyticsEvent, sample.event), sample.timestamp) for sample in samples],
+        tracked=[(sample.event, sample.timestamp) for sample in samples],
         copy_batches=[copy_rows[i : i + size] for i in range(0, len(copy_rows), size)],
         insert_batches=[insert_rows[i : i + size] for i in range(0, len(insert_rows), size)],
         batch_size=size,

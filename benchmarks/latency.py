@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from queue import SimpleQueue
-from typing import Final, cast
+from typing import Final
 
 from analytics_core import AnalyticsClient, ClientStats
 from analytics_core.events import AnalyticsEvent
@@ -166,7 +166,7 @@ def _pool(settings: Settings) -> list[AnalyticsEvent]:
     start = datetime(2024, 6, 3, tzinfo=UTC)
     # sample_events() yields concrete event models, typed as their base class.
     return [
-        cast(AnalyticsEvent, sample.event)
+        sample.event
         for sample in sample_events(
             _POOL_SIZE, start, start + timedelta(days=1), users=2_000, seed=settings.seed
         )

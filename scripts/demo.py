@@ -79,7 +79,7 @@ def load_sample(url: str) -> None:
                     url, service=sample.service, batch_size=1000, flush_interval=1.0,
                     max_queue_size=SAMPLE_SIZE,
                 )
-            client.track(sample.event, timestamp=sample.timestamp)  # type: ignore[arg-type]
+            client.track(sample.event, timestamp=sample.timestamp)
     finally:
         for client in clients.values():
             client.close(timeout=60)
