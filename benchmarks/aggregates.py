@@ -32,14 +32,7 @@ import psycopg
 from psycopg import sql
 
 from analytics_core.migrate import Edition
-from analytics_core.queries import (
-    MAU_DAYS,
-    WAU_DAYS,
-    ActiveUsersSeries,
-    TimeWindow,
-    active_users,
-    api_latency,
-)
+from analytics_core.queries import TimeWindow, active_users, api_latency
 from analytics_core.schema import API_LATENCY_HOURLY, DAILY_ACTIVE_USERS, EVENTS_TABLE, Aggregate
 from benchmarks.database import edition_of, refresh_aggregates
 from benchmarks.figures import Spread
@@ -240,68 +233,6 @@ def _shadow(conn: psycopg.Connection[Any], aggregates: tuple[Aggregate, ...]) ->
         )
 
 
-# DAU, WAU and MAU as ``queries.active_users`` defines them, in one pass over the daily rows
-# instead of a join of every calendar day with 30 days of them. A user active on day d counts
-# towards DAU on d, and towards WAU (MAU) on every day from d until d + 7 (d + 30) or their
-# next active day, whichever comes first. Those spans of one user never overlap, so each
-# day's figure is a running sum of +1 where spans start and -1 where they end: exact
-# distinct counts without DISTINCT, since the aggregate holds one row per day and user.
-_SWEEP: Final = """
-WITH active AS (
-    SELECT ({t} AT TIME ZONE 'UTC')::date AS day, user_id
-    FROM {view}
-    WHERE {t} >= %(lookback)s AND {t} < %(end)s
-),
-spans AS (
-    SELECT day, lead(day) OVER (PARTITION BY user_id ORDER BY day) AS next_day FROM active
-),
-edges AS (
-    SELECT day AS at, 1 AS dau, 1 AS wau, 1 AS mau FROM spans
-    UNION ALL SELECT day + 1, -1, 0, 0 FROM spans
-    UNION ALL SELECT least(day + %(wau_days)s, next_day), 0, -1, 0 FROM spans
-    UNION ALL SELECT least(day + %(mau_days)s, next_day), 0, 0, -1 FROM spans
-),
-changes AS (
-    SELECT at, sum(dau) AS dau, sum(wau) AS wau, sum(mau) AS mau FROM edges GROUP BY at
-),
-running AS (
-    SELECT calendar.day::date AS day,
-           sum(coalesce(changes.dau, 0)) OVER w AS dau,
-           sum(coalesce(changes.wau, 0)) OVER w AS wau,
-           sum(coalesce(changes.mau, 0)) OVER w AS mau
-    FROM generate_series(%(lookback_day)s::date, %(last)s::date, interval '1 day')
-         AS calendar(day)
-    LEFT JOIN changes ON changes.at = calendar.day::date
-    WINDOW w AS (ORDER BY calendar.day)
-)
-SELECT day, dau::int, wau::int, mau::int FROM running WHERE day >= %(first)s ORDER BY day
-"""
-
-DayFigures = tuple[date, int, int, int]
-
-
-def _sweep_active_users(conn: psycopg.Connection[Any], window: TimeWindow) -> list[DayFigures]:
-    """(day, DAU, WAU, MAU) for every UTC day of ``window`` (whole days), by ``_SWEEP``."""
-    lookback = window.start - timedelta(days=MAU_DAYS - 1)
-    statement = sql.SQL(_SWEEP).format(
-        view=sql.Identifier(DAILY_ACTIVE_USERS.name),
-        t=sql.Identifier(DAILY_ACTIVE_USERS.time_column),
-    )
-    rows = conn.execute(
-        statement,
-        {
-            "lookback": lookback,
-            "end": window.end,
-            "lookback_day": lookback.date(),
-            "first": window.start.date(),
-            "last": (window.end - timedelta(days=1)).date(),
-            "wau_days": WAU_DAYS,
-            "mau_days": MAU_DAYS,
-        },
-    ).fetchall()
-    return [(day, dau, wau, mau) for day, dau, wau, mau in rows]
-
-
 def _same(left: Any, right: Any) -> bool:
     """Equal, floats within ``_REL_TOL``: sums of doubles depend on the order rows come in."""
     if isinstance(left, float) and isinstance(right, float):
@@ -400,28 +331,19 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> AggregatesR
             "runs": settings.aggregate_runs,
             "log": log,
         }
-        dau, series = _measure(
+        dau, _ = _measure(
             f"DAU/WAU/MAU, {settings.aggregate_days} days: queries.active_users",
             ask=lambda conn: active_users(conn, all_days),
             size=lambda answer: len(answer.days),
             **sides,
         )
-        sweep, figures = _measure(
-            f"DAU/WAU/MAU, {settings.aggregate_days} days: running sums (proposed)",
-            ask=lambda conn: _sweep_active_users(conn, all_days),
-            size=len,
-            **sides,
-        )
-        assert isinstance(series, ActiveUsersSeries)
-        if figures != [(day.day, day.dau, day.wau, day.mau) for day in series.days]:
-            raise AssertionError("the running sums and queries.active_users disagree")
         api_query, _ = _measure(
             f"API latency p95 per endpoint and hour, {_API_DAYS} days: queries.api_latency",
             ask=lambda conn: api_latency(conn, last_week),
             size=lambda answer: len(answer.hourly),
             **sides,
         )
-        queries = (dau, sweep, api_query)
+        queries = (dau, api_query)
     return AggregatesResult(
         rows=total,
         days=settings.aggregate_days,

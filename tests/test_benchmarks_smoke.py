@@ -35,7 +35,6 @@ TARGETS = [
     ("latency", "track() p99, open loop, 50% of maximum"),
     ("migrations", "analytics-migrate status"),
     ("aggregates", "DAU/WAU/MAU, 90 days: queries.active_users"),
-    ("aggregates", "DAU/WAU/MAU, 90 days: running sums (proposed)"),
     ("aggregates", "API latency p95 per endpoint and hour, 7 days: queries.api_latency"),
 ]
 _NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?"
@@ -101,7 +100,7 @@ def test_quick_run_writes_every_section_with_computed_ratios(
         "`analytics-migrate status`",
     ]
     aggregates = _rows(text, "4. Aggregates")
-    assert [row[1] for row in aggregates][:2] == ["90", "90"]
+    assert aggregates[0][1] == "90"
     assert all(float(row[2]) > 0 for row in aggregates)
 
     # The databases it created are gone; only the fixture's own remains.
