@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeAlias
@@ -46,6 +47,7 @@ class EventQueue:
         "_dropped_shutdown",
         "_failed",
         "_flush_upto",
+        "_full",
         "_items",
         "_last_error",
         "_lock",
@@ -63,6 +65,10 @@ class EventQueue:
         self._settled = threading.Condition(self._lock)
         #: Set when a batch is full, a flush is requested or intake closes.
         self.wake = threading.Event()
+        # The intake: full batches (exactly batch_size items each, oldest first), then the
+        # one being filled. Handing out a batch is then O(1) however long the backlog, and
+        # no list of the whole backlog is ever copied or freed in one go (with the GIL held).
+        self._full: deque[list[Item]] = deque()
         self._items: list[Item] = []
         self._max_size = max_size
         # Room for pending events; 0 once closed, so one comparison decides in put().
@@ -94,6 +100,8 @@ class EventQueue:
                 items.append((event, stamp))
                 if len(items) != self._batch_size:
                     return True
+                self._full.append(items)
+                self._items = []
             else:
                 if self._capacity:
                     self._dropped_full += 1
@@ -106,15 +114,27 @@ class EventQueue:
 
     # --- The worker ----------------------------------------------------------------------------
 
-    def take(self) -> list[Item]:
-        """Everything in the intake, oldest first; the events stay pending until settled."""
+    def take(self, partial: bool = True) -> list[Item]:
+        """The oldest ``batch_size`` events of the intake, else (``partial``) all there are.
+
+        Empty when there are none (or, without ``partial``, fewer than ``batch_size``). The
+        events stay pending until settled.
+        """
         with self._lock:
+            if self._full:
+                return self._full.popleft()
+            if not partial:
+                return []
             items, self._items = self._items, []
         return items
 
+    def has_full_batch(self) -> bool:
+        """True when at least ``batch_size`` events wait in the intake."""
+        return bool(self._full)
+
     def size(self) -> int:
-        """How many events wait in the intake (not yet taken)."""
-        return len(self._items)
+        """How many events wait in the intake (not yet taken); exact once intake is closed."""
+        return len(self._full) * self._batch_size + len(self._items)
 
     @property
     def flush_upto(self) -> int:
@@ -165,6 +185,7 @@ class EventQueue:
             self._dropped_shutdown += count
             self._resolved += count
             self._pending = 0
+            self._full = deque()
             self._items = []
             self._capacity = 0
             self._abandoned = self._abandoned or count > 0

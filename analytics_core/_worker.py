@@ -1,8 +1,9 @@
 """The background worker: two daemon threads forming a two-stage pipeline.
 
 - The **batcher** wakes when a batch is full, the flush interval has passed, ``flush()`` asks
-  or ``close()`` starts. It takes the whole intake at once, builds rows for ``batch_size``
-  events at a time (the per-event Python work ``track()`` skipped) and hands each batch over.
+  or ``close()`` starts. It takes ``batch_size`` events at a time from the intake (a partial
+  batch only when one is due), builds their rows (the per-event Python work ``track()``
+  skipped) in slices that let callers of ``track()`` have the GIL, and hands each batch over.
 - The **writer** writes one batch at a time by COPY. While it waits for the server, without
   the GIL, the batcher builds the next batch: serialisation overlaps the server's work.
 
@@ -44,6 +45,8 @@ _WATCHDOG_GRACE_S: Final = 5.0
 # While close() drains, retries come at least this often, so a database that comes back is
 # used before close()'s deadline.
 _CLOSING_RETRY_S: Final = 0.25
+# Events per slice of a batch built without yielding the GIL (see Worker._build).
+_SLICE_ROWS: Final = 256
 
 
 class _Handoff:
@@ -221,14 +224,12 @@ class Worker:
         queue = self.queue
         size = self._config.batch_size
         interval = self._config.flush_interval
-        service = self._config.service
-        carry: list[Item] = []
         emitted = 0
         next_due = time.monotonic() + interval
         while not self._abort.is_set():
             if (
                 not self._closing.is_set()
-                and queue.size() + len(carry) < size
+                and not queue.has_full_batch()
                 and queue.flush_upto <= emitted
             ):
                 timeout = min(next_due - time.monotonic(), _HOUSEKEEPING_S)
@@ -236,25 +237,38 @@ class Worker:
                     queue.wake.wait(timeout)
             queue.wake.clear()
             # Read before take(): intake closes before _closing is set, so once closing is
-            # seen, this take() gets the last events there will ever be.
+            # seen, the takes below get the last events there will ever be.
             closing = self._closing.is_set()
-            taken = queue.take()
-            items = carry + taken if carry else taken
             now = time.monotonic()
-            if closing or now >= next_due or queue.flush_upto > emitted:
-                cut = len(items)
+            partial = closing or now >= next_due or queue.flush_upto > emitted
+            if partial:
                 next_due = now + interval
-            else:
-                cut = len(items) - len(items) % size
-            for start in range(0, cut, size):
-                chunk = items[start : start + size]
-                if not self._hand_over(build_batch(chunk, service)):
+            # Full batches while there are any; then, if due, what is left (a partial batch
+            # ends the round, so a busy producer cannot keep it taking small ones).
+            while chunk := queue.take(partial):
+                if not self._hand_over(self._build(chunk)):
                     return
                 emitted += len(chunk)
-            carry = items[cut:]
+                if len(chunk) < size:
+                    break
             self._housekeeping()
-            if closing and not carry and not queue.size():
+            if closing and not queue.size():
                 return
+
+    def _build(self, items: list[Item]) -> Batch:
+        """``build_batch`` in slices, letting other threads have the GIL between them.
+
+        A thread waiting for the GIL gets it only when the holder blocks or, failing that,
+        after ``sys.getswitchinterval()`` (5 ms); building a whole batch at once would make
+        every ``track()`` call in that stretch wait for it.
+        """
+        service = self._config.service
+        batch = Batch()
+        for start in range(0, len(items), _SLICE_ROWS):
+            if start:
+                time.sleep(0)
+            build_batch(items[start : start + _SLICE_ROWS], service, batch)
+        return batch
 
     def _hand_over(self, batch: Batch) -> bool:
         while not self._handoff.put(batch, _HOUSEKEEPING_S):

@@ -81,9 +81,11 @@ __all__ = [
     "WebhookProcessed",
     "WebhookReceived",
     "event_json_schema",
+    "event_payload_bytes",
     "event_payload_json",
     "family_of",
     "new_event_id",
+    "new_event_ids",
     "parse_event",
 ]
 
@@ -688,7 +690,12 @@ def event_payload_json(event: BaseEvent) -> str:
     same keys and a reader of the table sees the whole shape; aggregates get SQL NULL from
     ``data ->> 'field'`` either way. Strings are not checked for NUL, which JSONB rejects.
     """
-    return event.__pydantic_serializer__.to_json(event, exclude=_NOT_IN_PAYLOAD).decode()
+    return event_payload_bytes(event).decode()
+
+
+def event_payload_bytes(event: BaseEvent) -> bytes:
+    """``event_payload_json(event)`` encoded as UTF-8, without building the ``str`` between."""
+    return event.__pydantic_serializer__.to_json(event, exclude=_NOT_IN_PAYLOAD)
 
 
 # --- Event ids ---------------------------------------------------------------------------------
@@ -721,6 +728,16 @@ def _event_id_at(unix_ms: int) -> uuid.UUID:
     )
     _set_slot(new_id, "is_safe", _SAFE_UNKNOWN)
     return new_id
+
+
+def new_event_ids(count: int) -> list[bytes]:
+    """``count`` new event ids as 16 bytes each (``uuid.UUID.bytes``), like ``new_event_id``.
+
+    All share one clock reading. For the writer, which sends ids to the database as raw
+    bytes: no ``uuid.UUID`` object is built (that is most of the cost of ``new_event_id``).
+    """
+    stamped = ((_time_ns() // 1_000_000) << 80) | _VERSION_AND_VARIANT
+    return [(stamped | (_getrandbits(80) & _RANDOM_MASK)).to_bytes(16) for _ in range(count)]
 
 
 def new_event_id() -> uuid.UUID:

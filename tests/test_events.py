@@ -61,6 +61,7 @@ from analytics_core.events import (
     event_payload_json,
     family_of,
     new_event_id,
+    new_event_ids,
     parse_event,
 )
 
@@ -579,6 +580,19 @@ def test_event_ids_are_ordered_across_milliseconds() -> None:
 
 def test_event_ids_are_unique() -> None:
     assert len({new_event_id() for _ in range(100_000)}) == 100_000
+
+
+def test_event_ids_as_bytes_have_the_same_layout_and_are_unique() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    raw = new_event_ids(100_000)
+    after_ms = time.time_ns() // 1_000_000
+
+    assert len(raw) == 100_000
+    assert len(set(raw)) == 100_000
+    for event_id in map(uuid.UUID, map(bytes.hex, raw[:1_000])):
+        assert event_id.version == 7
+        assert event_id.variant == uuid.RFC_4122
+        assert before_ms <= event_id.int >> 80 <= after_ms
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
