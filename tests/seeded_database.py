@@ -13,10 +13,10 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -65,8 +65,14 @@ def insert(url: str, rows: Iterable[Row]) -> None:
     with psycopg.connect(url) as conn, conn.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(
-                (row.at, row.event_type, row.service, row.user_id, json.dumps(row.data),
-                 row.event_id)
+                (
+                    row.at,
+                    row.event_type,
+                    row.service,
+                    row.user_id,
+                    json.dumps(row.data),
+                    row.event_id,
+                )
             )
 
 
@@ -148,24 +154,6 @@ def json_uuid(value: Any) -> uuid.UUID | None:
 def json_text(value: Any) -> str | None:
     """``analytics_json_text(data -> 'field')``: a JSON string as is, anything else None."""
     return value if isinstance(value, str) else None
-
-
-def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
-    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def day_start(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def hour_start(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 # --- Comparing results -------------------------------------------------------------------------

@@ -62,8 +62,14 @@ class Dataset:
     def add(self, event: BaseEvent, at: datetime, service: str = "platform") -> None:
         self.rows.append(Row.of(event, at, service))
 
-    def add_raw(self, at: datetime, event_type: str, data: dict[str, Any],
-                user_id: uuid.UUID | None = None, service: str = "platform") -> None:
+    def add_raw(
+        self,
+        at: datetime,
+        event_type: str,
+        data: dict[str, Any],
+        user_id: uuid.UUID | None = None,
+        service: str = "platform",
+    ) -> None:
         """A row as a buggy or foreign producer might write it, bypassing the models."""
         self.rows.append(Row(at, event_type, service, user_id, json.dumps(data)))
 
@@ -89,8 +95,10 @@ class Dataset:
         )
 
 
-def percentile_cont(values: Sequence[float], fraction: float) -> float:
+def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
     """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not values:
+        return None
     ordered = sorted(values)
     position = fraction * (len(ordered) - 1)
     low, high = math.floor(position), math.ceil(position)
@@ -121,17 +129,30 @@ def product_history(start: datetime, days: int, seed: int = 7) -> Dataset:
             for _ in range(rng.randint(1, 3)):
                 at = base + timedelta(seconds=rng.randrange(86_400))
                 task = uuid.uuid4()
-                data.add(TaskCreated(task_id=task, user_id=user, command="make build",
-                                     cocoon_id=rng.choice(cocoons)), at)
+                data.add(
+                    TaskCreated(
+                        task_id=task,
+                        user_id=user,
+                        command="make build",
+                        cocoon_id=rng.choice(cocoons),
+                    ),
+                    at,
+                )
                 if rng.random() < 0.7:
-                    data.add(TaskCompleted(task_id=task, user_id=user,
-                                           duration_ms=rng.randrange(10, 90_000)), at)
+                    data.add(
+                        TaskCompleted(
+                            task_id=task, user_id=user, duration_ms=rng.randrange(10, 90_000)
+                        ),
+                        at,
+                    )
                 else:
                     data.add(TaskFailed(task_id=task, user_id=user, error="exit 1"), at)
             success = rng.random() < 0.8
             data.add(
                 AuthLoginAttempt(
-                    user_id=user, method=rng.choice(list(LoginMethod)), success=success,
+                    user_id=user,
+                    method=rng.choice(list(LoginMethod)),
+                    success=success,
                     failure_reason=None if success else LoginFailureReason.INVALID_CREDENTIALS,
                 ),
                 base + timedelta(seconds=rng.randrange(86_400)),
@@ -142,37 +163,60 @@ def product_history(start: datetime, days: int, seed: int = 7) -> Dataset:
                 for _ in range(rng.randint(1, 30)):
                     at = base + timedelta(hours=hour, seconds=rng.randrange(3600))
                     data.add(
-                        ApiRequest(method=HttpMethod(method), route=route,
-                                   status_code=rng.choice([200, 200, 200, 404, 500, 503]),
-                                   latency_ms=round(rng.lognormvariate(3, 1), 3)),
+                        ApiRequest(
+                            method=HttpMethod(method),
+                            route=route,
+                            status_code=rng.choice([200, 200, 200, 404, 500, 503]),
+                            latency_ms=round(rng.lognormvariate(3, 1), 3),
+                        ),
                         at,
                     )
         cocoon = rng.choice(cocoons)
         session = uuid.uuid4()
         data.add(CocoonConnected(cocoon_id=cocoon, session_id=session), base)
-        data.add(CocoonDisconnected(cocoon_id=cocoon, session_id=session,
-                                    session_duration_ms=3_600_000), base + timedelta(hours=1))
-        data.add(ApplicationError(error_kind="TimeoutError", message="upstream timed out",
-                                  severity=Severity.ERROR),
-                 base + timedelta(hours=rng.randrange(24)), service="worker")
+        data.add(
+            CocoonDisconnected(cocoon_id=cocoon, session_id=session, session_duration_ms=3_600_000),
+            base + timedelta(hours=1),
+        )
+        data.add(
+            ApplicationError(
+                error_kind="TimeoutError", message="upstream timed out", severity=Severity.ERROR
+            ),
+            base + timedelta(hours=rng.randrange(24)),
+            service="worker",
+        )
         data.add(ProjectCreated(project_id=uuid.uuid4(), user_id=rng.choice(users)), base)
         provider = rng.choice(["github", "slack"])
         integration = uuid.uuid4()
         oauth_ok = rng.random() < 0.8
         data.add(OAuthFlowStarted(user_id=users[0], provider=provider), base)
-        data.add(OAuthFlowCompleted(user_id=users[0], provider=provider, success=oauth_ok),
-                 base + timedelta(minutes=1))
-        data.add(IntegrationUsed(user_id=users[0], provider=provider, action="sync",
-                                 integration_id=integration), base + timedelta(minutes=2))
+        data.add(
+            OAuthFlowCompleted(user_id=users[0], provider=provider, success=oauth_ok),
+            base + timedelta(minutes=1),
+        )
+        data.add(
+            IntegrationUsed(
+                user_id=users[0], provider=provider, action="sync", integration_id=integration
+            ),
+            base + timedelta(minutes=2),
+        )
         if rng.random() < 0.3:
-            data.add(IntegrationError(user_id=users[0], provider=provider, error="rate limited"),
-                     base + timedelta(minutes=3))
+            data.add(
+                IntegrationError(user_id=users[0], provider=provider, error="rate limited"),
+                base + timedelta(minutes=3),
+            )
     # Malformed values written by something other than our client: none may break a refresh.
     bad_day = start + timedelta(days=1, hours=3)
-    data.add_raw(bad_day, "api_request",
-                 {"method": "GET", "route": "/tasks", "status_code": "5OO", "latency_ms": "fast"})
-    data.add_raw(bad_day, "api_request",
-                 {"method": "GET", "route": "/tasks", "status_code": 200, "latency_ms": 1e300})
+    data.add_raw(
+        bad_day,
+        "api_request",
+        {"method": "GET", "route": "/tasks", "status_code": "5OO", "latency_ms": "fast"},
+    )
+    data.add_raw(
+        bad_day,
+        "api_request",
+        {"method": "GET", "route": "/tasks", "status_code": 200, "latency_ms": 1e300},
+    )
     data.add_raw(bad_day, "api_request", {"route": ["not", "text"], "latency_ms": -4})
     data.add_raw(bad_day, "task_completed", {"task_id": "x", "duration_ms": {"ms": 5}})
     data.add_raw(bad_day, "cocoon_connected", {"cocoon_id": "not-a-uuid"})

@@ -16,12 +16,12 @@ from analytics_core import queries as q
 from analytics_core.queries import Entity, EntityKind
 from tests.seeded_database import (
     Row,
-    day_start,
     field_of,
     insert,
     migrated_database,
     recording_connection,
 )
+from tests.synthetic import day_of as day_start
 
 pytestmark = pytest.mark.server
 
@@ -54,14 +54,22 @@ def api() -> dict[str, Any]:
 
 # U1's life, in insertion order (ids increase in this order).
 U1_ROWS = [
-    Row(at(0, 9, minutes=15), "task_created",
-        task(user_id=str(U1), project_id=str(P1), cocoon_id=str(C1)), U1),
+    Row(
+        at(0, 9, minutes=15),
+        "task_created",
+        task(user_id=str(U1), project_id=str(P1), cocoon_id=str(C1)),
+        U1,
+    ),
     Row(at(0, 9, minutes=45), "task_started", task(cocoon_id=str(C1)), U1),
     Row(at(0, 10), "task_completed", task(duration_ms=1000), U1),
     Row(at(1) - LAST_MS, "api_request", api(), U1),
     Row(at(1), "api_request", api(), U1),
-    Row(at(1, 9, minutes=5), "project_updated",
-        {"project_id": str(P1), "changed_fields": ["name"]}, U1),
+    Row(
+        at(1, 9, minutes=5),
+        "project_updated",
+        {"project_id": str(P1), "changed_fields": ["name"]},
+        U1,
+    ),
     Row(at(3, 14), "task_created", task(project_id=str(P1), cocoon_id=str(C2)), U1),
     Row(at(3, 14), "task_failed", task(error="boom"), U1),  # same instant as the one above
     Row(at(3, 14, minutes=30), "api_request", api(), U1),
@@ -77,8 +85,7 @@ OTHER_ROWS = [
     Row(at(6, 1), "api_request", api(), U6),
     Row(at(6, 2), "api_request", api(), U6),
     # Ids written the way our client never writes them: they belong to no entity.
-    Row(at(2, 9), "project_updated", {"project_id": str(P1).upper(), "changed_fields": ["x"]},
-        U5),
+    Row(at(2, 9), "project_updated", {"project_id": str(P1).upper(), "changed_fields": ["x"]}, U5),
     Row(at(2, 9), "project_updated", {"project_id": 12345, "changed_fields": ["x"]}),
     Row(at(2, 9), "project_updated", {"project_id": 12345, "changed_fields": ["y"]}),
     Row(at(2, 9), "project_updated", {"project_id": 12345, "changed_fields": ["z"]}),
@@ -124,8 +131,7 @@ def rows_of(entity: Entity) -> list[Row]:
 
 
 def record(row: Row) -> q.EventRecord:
-    return q.EventRecord(row.at, row.event_type, row.service, row.user_id, row.event_id,
-                         row.data)
+    return q.EventRecord(row.at, row.event_type, row.service, row.user_id, row.event_id, row.data)
 
 
 ENTITIES = [user(U1), user(U2), user(U3), project(P1), project(P2), cocoon(C1), cocoon(C2)]
@@ -136,14 +142,10 @@ ENTITY_IDS = ["U1", "U2", "U3-none", "P1", "P2", "C1", "C2"]
 
 
 @pytest.mark.parametrize("entity", ENTITIES, ids=ENTITY_IDS)
-def test_event_type_counts_match_the_rows(
-    conn: psycopg.Connection[Any], entity: Entity
-) -> None:
+def test_event_type_counts_match_the_rows(conn: psycopg.Connection[Any], entity: Entity) -> None:
     counts = Counter(r.event_type for r in rows_of(entity))
     expected = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    assert q.event_type_counts(conn, entity) == tuple(
-        q.EventTypeCount(t, c) for t, c in expected
-    )
+    assert q.event_type_counts(conn, entity) == tuple(q.EventTypeCount(t, c) for t, c in expected)
 
 
 def test_user_summary(conn: psycopg.Connection[Any]) -> None:
@@ -172,18 +174,26 @@ def test_single_event_user(conn: psycopg.Connection[Any]) -> None:
     assert summary.first_event == summary.last_event == record(only)
     assert summary.days_since_last_activity == 0
     assert q.peak_hour(conn, user(U2)) == q.HourOfDayProfile(
-        tuple(1 if h == 12 else 0 for h in range(24)), 12, 1)
+        tuple(1 if h == 12 else 0 for h in range(24)), 12, 1
+    )
     assert q.event_share(conn, user(U2), "auth_login_attempt") == q.EventShare(
-        "auth_login_attempt", 1, 1, 1.0)
+        "auth_login_attempt", 1, 1, 1.0
+    )
 
 
 def test_entity_without_events(conn: psycopg.Connection[Any]) -> None:
     nobody = user(U3)
     summary = q.entity_summary(conn, nobody, now=at(9))
-    assert (summary.total_events, summary.event_types, summary.most_frequent,
-            summary.least_frequent, summary.first_event, summary.last_event,
-            summary.days_since_last_activity, summary.inactive) == (
-        0, (), None, None, None, None, None, True)
+    assert (
+        summary.total_events,
+        summary.event_types,
+        summary.most_frequent,
+        summary.least_frequent,
+        summary.first_event,
+        summary.last_event,
+        summary.days_since_last_activity,
+        summary.inactive,
+    ) == (0, (), None, None, None, None, None, True)
     assert q.top_event_types(conn, nobody) == ()
     assert q.first_event(conn, nobody) is None and q.last_event(conn, nobody) is None
     assert q.days_since_last_activity(conn, nobody, now=at(9)) is None
@@ -192,19 +202,24 @@ def test_entity_without_events(conn: psycopg.Connection[Any]) -> None:
     assert q.event_share(conn, nobody, "api_request") == q.EventShare("api_request", 0, 0, None)
     assert q.activity_log(conn, nobody) == ()
     assert q.daily_event_counts(conn, nobody, 3, now=at(9)) == tuple(
-        q.DayCount((T0 + timedelta(days=d)).date(), 0) for d in (7, 8, 9))
+        q.DayCount((T0 + timedelta(days=d)).date(), 0) for d in (7, 8, 9)
+    )
     assert q.peak_hour(conn, nobody) == q.HourOfDayProfile((0,) * 24, None, 0)
 
 
 def test_top_event_types_and_share(conn: psycopg.Connection[Any]) -> None:
     assert q.top_event_types(conn, user(U1), 2) == (
-        q.EventTypeCount("api_request", 4), q.EventTypeCount("task_created", 2))
+        q.EventTypeCount("api_request", 4),
+        q.EventTypeCount("task_created", 2),
+    )
     assert q.event_share(conn, user(U1), "api_request") == q.EventShare("api_request", 4, 10, 0.4)
     assert q.event_share(conn, user(U1), "cocoon_claimed") == q.EventShare(
-        "cocoon_claimed", 0, 10, 0.0)
+        "cocoon_claimed", 0, 10, 0.0
+    )
     window = q.TimeWindow(at(3), at(4))
     assert q.event_share(conn, user(U1), "task_failed", window) == q.EventShare(
-        "task_failed", 1, 3, 1 / 3)
+        "task_failed", 1, 3, 1 / 3
+    )
     assert q.top_event_types(conn, user(U1), 1, window) == (q.EventTypeCount("api_request", 1),)
 
 
@@ -249,8 +264,9 @@ def test_inactive_for_n_days(conn: psycopg.Connection[Any]) -> None:
     # An event exactly N days before now still counts as activity.
     assert q.is_inactive(conn, u1, 2, now=last + timedelta(days=2)) is False
     assert q.is_inactive(conn, u1, 2, now=last + timedelta(days=2, microseconds=1)) is True
-    summary = q.entity_summary(conn, u1, inactive_days=2,
-                               now=last + timedelta(days=2, microseconds=1))
+    summary = q.entity_summary(
+        conn, u1, inactive_days=2, now=last + timedelta(days=2, microseconds=1)
+    )
     assert summary.inactive is True and summary.inactive_days == 2
 
 
@@ -273,7 +289,9 @@ def test_events_per_day_are_utc_days_zero_filled(conn: psycopg.Connection[Any]) 
     # Events after now's day are not counted; now's day is.
     assert q.daily_event_counts(conn, user(U1), 1, now=at(0)) == (q.DayCount(T0.date(), 4),)
     assert q.daily_event_counts(conn, user(U1), 2, now=at(4)) == (
-        q.DayCount(at(3).date(), 3), q.DayCount(at(4).date(), 0))
+        q.DayCount(at(3).date(), 3),
+        q.DayCount(at(4).date(), 0),
+    )
 
 
 def test_peak_hour_is_utc(conn: psycopg.Connection[Any]) -> None:
@@ -289,13 +307,16 @@ def test_peak_hour_is_utc(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_answers_do_not_depend_on_the_session_time_zone(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as plain, \
-            psycopg.connect(url, autocommit=True) as kolkata:
+    with (
+        psycopg.connect(url, autocommit=True) as plain,
+        psycopg.connect(url, autocommit=True) as kolkata,
+    ):
         kolkata.execute("SET TimeZone = 'Asia/Kolkata'")
         for c in (plain, kolkata):
             assert q.peak_hour(c, user(U1)).peak_hour == 9
             assert q.daily_event_counts(c, user(U1), 7, now=at(5, 12))[1] == q.DayCount(
-                T0.date(), 4)
+                T0.date(), 4
+            )
             assert q.first_event(c, user(U1)) == record(U1_ROWS[0])
             assert q.first_event(c, user(U1)).timestamp.tzinfo is UTC  # type: ignore[union-attr]
 
@@ -340,7 +361,8 @@ def test_leaderboard_literal_ranks(conn: psycopg.Connection[Any]) -> None:
     assert [(e.rank, e.entity.id, e.events) for e in board] == [(1, P1, 5), (2, P2, 2)]
     cocoons = q.leaderboard(conn, EntityKind.COCOON, q.TimeWindow(at(0), at(7)))
     assert [(e.entity.id, e.events) for e in cocoons] == sorted(
-        [(C1, 2), (C2, 2)], key=lambda item: str(item[0]))
+        [(C1, 2), (C2, 2)], key=lambda item: str(item[0])
+    )
     assert q.leaderboard(conn, EntityKind.USER, q.TimeWindow(at(8), at(9))) == ()
 
 
@@ -349,9 +371,11 @@ def test_leaderboard_literal_ranks(conn: psycopg.Connection[Any]) -> None:
 
 @pytest.mark.parametrize(
     ("entity", "index"),
-    [(user(U1), "analytics_events_user_time_idx"),
-     (project(P1), "analytics_events_project_time_idx"),
-     (cocoon(C1), "analytics_events_cocoon_time_idx")],
+    [
+        (user(U1), "analytics_events_user_time_idx"),
+        (project(P1), "analytics_events_project_time_idx"),
+        (cocoon(C1), "analytics_events_cocoon_time_idx"),
+    ],
     ids=["user", "project", "cocoon"],
 )
 def test_entity_queries_can_use_the_partial_index(url: str, entity: Entity, index: str) -> None:
@@ -386,8 +410,10 @@ def test_entities_are_validated() -> None:
 
 
 def test_upper_case_ids_from_callers_are_found(conn: psycopg.Connection[Any]) -> None:
-    assert q.count_between(conn, Entity.parse("project", str(P1).upper()),
-                           q.TimeWindow(at(0), at(7))) == 5
+    assert (
+        q.count_between(conn, Entity.parse("project", str(P1).upper()), q.TimeWindow(at(0), at(7)))
+        == 5
+    )
 
 
 def test_bad_arguments_raise_clear_errors(conn: psycopg.Connection[Any]) -> None:
@@ -420,4 +446,5 @@ def test_defaults_use_the_database_clock(conn: psycopg.Connection[Any]) -> None:
     assert daily[0].day == today - timedelta(days=10) == date.fromordinal(today.toordinal() - 10)
     assert sum(d.count for d in daily) == 10
     assert q.days_since_last_activity(conn, user(U1)) == (
-        datetime.now(UTC) - U1_ROWS[-1].at) // timedelta(days=1)
+        datetime.now(UTC) - U1_ROWS[-1].at
+    ) // timedelta(days=1)

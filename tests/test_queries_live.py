@@ -13,7 +13,8 @@ import pytest
 
 from analytics_core import queries as q
 from analytics_core.migrate import Phase, apply
-from tests.seeded_database import Row, day_start, insert, migrated_database
+from tests.seeded_database import Row, insert, migrated_database
+from tests.synthetic import day_of as day_start
 
 pytestmark = pytest.mark.server
 
@@ -71,29 +72,44 @@ def test_active_users_counts_distinct_users_in_the_half_open_window(
 def test_events_in_the_last_minute(conn: psycopg.Connection[Any]) -> None:
     assert q.events_last_minute(conn, now=NOW) == q.LiveCount(window(1), 3)
     assert q.events_last_minute(conn, now=NOW + US) == q.LiveCount(
-        q.TimeWindow(NOW + US - timedelta(minutes=1), NOW + US), 3)
+        q.TimeWindow(NOW + US - timedelta(minutes=1), NOW + US), 3
+    )
     assert q.events_last_minute(conn, now=NOW - timedelta(hours=1)).count == 0
 
 
 def test_top_event_types_now(conn: psycopg.Connection[Any]) -> None:
     top = q.top_event_types_now(conn, 5, now=NOW)
-    assert top == q.LiveTopTypes(window(5), (
-        q.EventTypeCount("api_request", 2),
-        q.EventTypeCount("task_created", 2),
-        q.EventTypeCount("auth_login_attempt", 1),
-        q.EventTypeCount("webhook_received", 1),
-    ))
+    assert top == q.LiveTopTypes(
+        window(5),
+        (
+            q.EventTypeCount("api_request", 2),
+            q.EventTypeCount("task_created", 2),
+            q.EventTypeCount("auth_login_attempt", 1),
+            q.EventTypeCount("webhook_received", 1),
+        ),
+    )
     assert q.top_event_types_now(conn, 5, limit=1, now=NOW).event_types == (
-        q.EventTypeCount("api_request", 2),)
+        q.EventTypeCount("api_request", 2),
+    )
 
 
 def test_recent_events_are_newest_first_with_payloads(conn: psycopg.Connection[Any]) -> None:
     assert q.recent_events(conn, 3) == (record("future"), record("now"), record("one_second"))
     everything = q.recent_events(conn, 100)
     assert len(everything) == len(ROWS)
-    names = ["future", "now", "one_second", "thirty_seconds", "one_minute_ago",
-             "just_before_one", "two_minutes", "five_minutes_ago", "just_before_five",
-             "tie_second", "tie_first"]
+    names = [
+        "future",
+        "now",
+        "one_second",
+        "thirty_seconds",
+        "one_minute_ago",
+        "just_before_one",
+        "two_minutes",
+        "five_minutes_ago",
+        "just_before_five",
+        "tie_second",
+        "tie_first",
+    ]
     assert everything == tuple(record(name) for name in names)
     assert everything[2].data == {"success": True}
 
@@ -120,10 +136,14 @@ def test_defaults_use_the_database_clock(database_url: str) -> None:
     apply(database_url, (Phase.PRE,))
     with psycopg.connect(database_url, autocommit=True) as conn:
         empty = q.live_snapshot(conn)
-        assert (empty.active_users.count, empty.events_last_minute.count,
-                empty.top_event_types.event_types, empty.recent_events) == (0, 0, (), ())
+        assert (
+            empty.active_users.count,
+            empty.events_last_minute.count,
+            empty.top_event_types.event_types,
+            empty.recent_events,
+        ) == (0, 0, (), ())
         conn.execute(
-            "INSERT INTO analytics_events (\"timestamp\", event_type, service, user_id, data) "
+            'INSERT INTO analytics_events ("timestamp", event_type, service, user_id, data) '
             "VALUES (statement_timestamp() - interval '2 seconds', 'api_request', 'api', %s, "
             "'{}')",
             (UA,),

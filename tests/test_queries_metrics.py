@@ -22,19 +22,19 @@ from analytics_core.schema import EVENTS_TABLE
 from tests.seeded_database import (
     Row,
     assert_same,
-    day_start,
     field_of,
-    hour_start,
     insert,
     json_int,
     json_ms,
     json_text,
     json_uuid,
     migrated_database,
-    percentile_cont,
     recording_connection,
     refresh,
 )
+from tests.synthetic import day_of as day_start
+from tests.synthetic import hour_of as hour_start
+from tests.synthetic import percentile_cont
 
 pytestmark = pytest.mark.server
 
@@ -70,31 +70,64 @@ def _random_rows(rng: random.Random) -> list[Row]:
                 when = at(day, seconds=rng.randrange(86_400))
                 task = str(uid(rng))
                 cocoon = str(rng.choice(COCOONS))
-                rows.append(Row(when, "task_created", {"task_id": task, "user_id": str(user),
-                                                       "cocoon_id": cocoon}, user))
-                rows.append(Row(when, "task_started", {"task_id": task, "cocoon_id": cocoon},
-                                user))
+                rows.append(
+                    Row(
+                        when,
+                        "task_created",
+                        {"task_id": task, "user_id": str(user), "cocoon_id": cocoon},
+                        user,
+                    )
+                )
+                rows.append(Row(when, "task_started", {"task_id": task, "cocoon_id": cocoon}, user))
                 outcome = rng.random()
                 if outcome < 0.6:
-                    rows.append(Row(when, "task_completed",
-                                    {"task_id": task, "duration_ms": rng.randrange(10, 90_000)},
-                                    user))
+                    rows.append(
+                        Row(
+                            when,
+                            "task_completed",
+                            {"task_id": task, "duration_ms": rng.randrange(10, 90_000)},
+                            user,
+                        )
+                    )
                 elif outcome < 0.85:
-                    rows.append(Row(when, "task_failed", {"task_id": task, "error": "exit 1",
-                                                          "duration_ms": 5}, user))
+                    rows.append(
+                        Row(
+                            when,
+                            "task_failed",
+                            {"task_id": task, "error": "exit 1", "duration_ms": 5},
+                            user,
+                        )
+                    )
                 else:
                     rows.append(Row(when, "task_cancelled", {"task_id": task}, user))
-            auth_type = rng.choice(["auth_login_attempt", "auth_code_verified",
-                                    "auth_token_refresh", "auth_session_validated"])
+            auth_type = rng.choice(
+                [
+                    "auth_login_attempt",
+                    "auth_code_verified",
+                    "auth_token_refresh",
+                    "auth_session_validated",
+                ]
+            )
             payload: dict[str, Any] = {"success": rng.random() < 0.75}
             if auth_type == "auth_login_attempt":
                 payload["method"] = rng.choice(["password", "email_code", "oauth"])
-            rows.append(Row(at(day, seconds=rng.randrange(86_400)), auth_type, payload, user,
-                            service="auth"))
+            rows.append(
+                Row(
+                    at(day, seconds=rng.randrange(86_400)), auth_type, payload, user, service="auth"
+                )
+            )
             provider = rng.choice(["github", "slack"])
-            kind = rng.choice(["integration_connected", "integration_disconnected",
-                               "integration_used", "integration_used", "integration_error",
-                               "oauth_flow_started", "oauth_flow_completed"])
+            kind = rng.choice(
+                [
+                    "integration_connected",
+                    "integration_disconnected",
+                    "integration_used",
+                    "integration_used",
+                    "integration_error",
+                    "oauth_flow_started",
+                    "oauth_flow_completed",
+                ]
+            )
             payload = {"provider": provider}
             if kind == "oauth_flow_completed":
                 payload["success"] = rng.random() < 0.5
@@ -102,31 +135,64 @@ def _random_rows(rng: random.Random) -> list[Row]:
         for hour in rng.sample(range(24), 6):
             for method, route in ROUTES:
                 for _ in range(rng.randint(1, 12)):
-                    rows.append(Row(
-                        at(day, hour, seconds=rng.randrange(3600)),
-                        "api_request",
-                        {"method": method, "route": route,
-                         "status_code": rng.choice([200, 200, 201, 404, 500, 503]),
-                         "latency_ms": round(rng.lognormvariate(3, 1), 3)},
-                        rng.choice([*USERS[:2], None]),
-                        service=rng.choice(["api", "gateway"]),
-                    ))
+                    rows.append(
+                        Row(
+                            at(day, hour, seconds=rng.randrange(3600)),
+                            "api_request",
+                            {
+                                "method": method,
+                                "route": route,
+                                "status_code": rng.choice([200, 200, 201, 404, 500, 503]),
+                                "latency_ms": round(rng.lognormvariate(3, 1), 3),
+                            },
+                            rng.choice([*USERS[:2], None]),
+                            service=rng.choice(["api", "gateway"]),
+                        )
+                    )
         cocoon = rng.choice(COCOONS)
         session = str(uid(rng))
-        rows.append(Row(at(day, 1), "cocoon_connected",
-                        {"cocoon_id": str(cocoon), "session_id": session}))
-        rows.append(Row(at(day, 2), "cocoon_disconnected",
-                        {"cocoon_id": str(cocoon), "session_id": session,
-                         "session_duration_ms": rng.randrange(1, 7_200_000)}))
-        rows.append(Row(at(day, rng.randrange(24)), "application_error",
-                        {"error_kind": rng.choice(["TimeoutError", "KeyError"]), "message": "x",
-                         "severity": "error"}, service="worker"))
-        rows.append(Row(at(day, rng.randrange(24)), "webhook_processed",
-                        {"provider": "github", "success": rng.random() < 0.5,
-                         "duration_ms": 4}, service="hooks"))
-        rows.append(Row(at(day, rng.randrange(24)), "database_query",
-                        {"operation": "select", "success": False, "duration_ms": 1.5},
-                        service="api"))
+        rows.append(
+            Row(at(day, 1), "cocoon_connected", {"cocoon_id": str(cocoon), "session_id": session})
+        )
+        rows.append(
+            Row(
+                at(day, 2),
+                "cocoon_disconnected",
+                {
+                    "cocoon_id": str(cocoon),
+                    "session_id": session,
+                    "session_duration_ms": rng.randrange(1, 7_200_000),
+                },
+            )
+        )
+        rows.append(
+            Row(
+                at(day, rng.randrange(24)),
+                "application_error",
+                {
+                    "error_kind": rng.choice(["TimeoutError", "KeyError"]),
+                    "message": "x",
+                    "severity": "error",
+                },
+                service="worker",
+            )
+        )
+        rows.append(
+            Row(
+                at(day, rng.randrange(24)),
+                "webhook_processed",
+                {"provider": "github", "success": rng.random() < 0.5, "duration_ms": 4},
+                service="hooks",
+            )
+        )
+        rows.append(
+            Row(
+                at(day, rng.randrange(24)),
+                "database_query",
+                {"operation": "select", "success": False, "duration_ms": 1.5},
+                service="api",
+            )
+        )
     return rows
 
 
@@ -134,34 +200,63 @@ def _edge_rows() -> list[Row]:
     upper_cocoon = str(COCOONS[0]).upper()
     return [
         # The last millisecond of a UTC day and the first instant of the next.
-        Row(at(3) - LAST_MS, "api_request",
+        Row(
+            at(3) - LAST_MS,
+            "api_request",
             {"method": "GET", "route": "/edge", "status_code": 502, "latency_ms": 7.0},
-            BOUNDARY_USER, service="api"),
-        Row(at(3), "api_request",
+            BOUNDARY_USER,
+            service="api",
+        ),
+        Row(
+            at(3),
+            "api_request",
             {"method": "GET", "route": "/edge", "status_code": 200, "latency_ms": 9.0},
-            BOUNDARY_USER, service="api"),
+            BOUNDARY_USER,
+            service="api",
+        ),
         Row(at(3) - LAST_MS, "task_completed", {"duration_ms": 1000}, BOUNDARY_USER),
         Row(at(3), "task_failed", {"error": "boom"}, BOUNDARY_USER),
         # Active 25 days before the window: in MAU for its first days, never in WAU.
         Row(at(-25, 6), "task_created", {"task_id": str(uuid.uuid4())}, EARLY_USER),
         # One event, ever.
-        Row(at(5, 13), "auth_login_attempt", {"method": "sso", "success": True}, SINGLE_USER,
-            service="auth"),
+        Row(
+            at(5, 13),
+            "auth_login_attempt",
+            {"method": "sso", "success": True},
+            SINGLE_USER,
+            service="auth",
+        ),
         # Malformed payloads, as a buggy or foreign producer writes them.
-        Row(at(1, 3), "api_request", {"method": "GET", "route": "/tasks", "status_code": "5OO",
-                                      "latency_ms": "fast"}, service="legacy"),
-        Row(at(1, 3), "api_request", {"method": "GET", "route": "/tasks", "status_code": 200,
-                                      "latency_ms": 1e300}, service="legacy"),
-        Row(at(1, 3), "api_request", {"route": ["not", "text"], "latency_ms": -4},
-            service="legacy"),
-        Row(at(1, 3), "api_request", {"method": "GET", "route": "/tasks", "status_code": 503.7,
-                                      "latency_ms": True}, service="legacy"),
+        Row(
+            at(1, 3),
+            "api_request",
+            {"method": "GET", "route": "/tasks", "status_code": "5OO", "latency_ms": "fast"},
+            service="legacy",
+        ),
+        Row(
+            at(1, 3),
+            "api_request",
+            {"method": "GET", "route": "/tasks", "status_code": 200, "latency_ms": 1e300},
+            service="legacy",
+        ),
+        Row(
+            at(1, 3), "api_request", {"route": ["not", "text"], "latency_ms": -4}, service="legacy"
+        ),
+        Row(
+            at(1, 3),
+            "api_request",
+            {"method": "GET", "route": "/tasks", "status_code": 503.7, "latency_ms": True},
+            service="legacy",
+        ),
         Row(at(1, 3), "api_request", ["not", "an", "object"], service="legacy"),
         Row(at(1, 4), "task_completed", {"task_id": "x", "duration_ms": {"ms": 5}}),
         Row(at(1, 4), "task_completed", {"task_id": "x", "duration_ms": "12"}),
         Row(at(1, 5), "cocoon_connected", {"cocoon_id": "not-a-uuid"}),
-        Row(at(1, 5), "cocoon_disconnected",
-            {"cocoon_id": upper_cocoon, "session_duration_ms": "long"}),
+        Row(
+            at(1, 5),
+            "cocoon_disconnected",
+            {"cocoon_id": upper_cocoon, "session_duration_ms": "long"},
+        ),
         Row(at(1, 6), "auth_login_attempt", {"method": 42, "success": "yes"}, service="auth"),
         Row(at(1, 6), "integration_error", {"error": "no provider"}),
         Row(at(1, 7), "application_error", {"message": "no kind"}, service="worker"),
@@ -219,8 +314,11 @@ def expected_active_users(window: q.TimeWindow) -> dict[str, Any]:
 
 def _endpoint(r: Row) -> tuple[str, str, str]:
     method, route = json_text(field_of(r, "method")), json_text(field_of(r, "route"))
-    return (r.service, "(unknown)" if method is None else method,
-            "(unknown)" if route is None else route)
+    return (
+        r.service,
+        "(unknown)" if method is None else method,
+        "(unknown)" if route is None else route,
+    )
 
 
 def expected_api(window: q.TimeWindow, service: str | None = None) -> dict[str, Any]:
@@ -236,17 +334,25 @@ def expected_api(window: q.TimeWindow, service: str | None = None) -> dict[str, 
         latencies = [v for r in rows if (v := json_ms(field_of(r, "latency_ms"))) is not None]
         server = sum(1 for s in statuses if s is not None and s >= 500)
         client = sum(1 for s in statuses if s is not None and 400 <= s <= 499)
-        hourly.append({
-            "hour": hour.isoformat(), "service": svc, "method": method, "route": route,
-            "requests": len(rows), "server_errors": server, "client_errors": client,
-            "error_rate": server / len(rows), "timed_requests": len(latencies),
-            "total_latency_ms": sum(latencies) if latencies else None,
-            "mean_latency_ms": sum(latencies) / len(latencies) if latencies else None,
-            "max_latency_ms": max(latencies) if latencies else None,
-            "p50_latency_ms": percentile_cont(latencies, 0.5),
-            "p95_latency_ms": percentile_cont(latencies, 0.95),
-            "p99_latency_ms": percentile_cont(latencies, 0.99),
-        })
+        hourly.append(
+            {
+                "hour": hour.isoformat(),
+                "service": svc,
+                "method": method,
+                "route": route,
+                "requests": len(rows),
+                "server_errors": server,
+                "client_errors": client,
+                "error_rate": server / len(rows),
+                "timed_requests": len(latencies),
+                "total_latency_ms": sum(latencies) if latencies else None,
+                "mean_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+                "max_latency_ms": max(latencies) if latencies else None,
+                "p50_latency_ms": percentile_cont(latencies, 0.5),
+                "p95_latency_ms": percentile_cont(latencies, 0.95),
+                "p99_latency_ms": percentile_cont(latencies, 0.99),
+            }
+        )
     endpoints = []
     for key in {(h["service"], h["method"], h["route"]) for h in hourly}:
         hours = [h for h in hourly if (h["service"], h["method"], h["route"]) == key]
@@ -265,16 +371,24 @@ def expected_api(window: q.TimeWindow, service: str | None = None) -> dict[str, 
             }
 
         maxima = [h["max_latency_ms"] for h in hours if h["max_latency_ms"] is not None]
-        endpoints.append({
-            "service": key[0], "method": key[1], "route": key[2], "requests": requests,
-            "server_errors": server, "client_errors": client,
-            "error_rate": server / requests, "client_error_rate": client / requests,
-            "timed_requests": timed, "mean_latency_ms": total / timed if timed else None,
-            "max_latency_ms": max(maxima) if maxima else None,
-            "p50_latency_ms": estimate("p50_latency_ms"),
-            "p95_latency_ms": estimate("p95_latency_ms"),
-            "p99_latency_ms": estimate("p99_latency_ms"),
-        })
+        endpoints.append(
+            {
+                "service": key[0],
+                "method": key[1],
+                "route": key[2],
+                "requests": requests,
+                "server_errors": server,
+                "client_errors": client,
+                "error_rate": server / requests,
+                "client_error_rate": client / requests,
+                "timed_requests": timed,
+                "mean_latency_ms": total / timed if timed else None,
+                "max_latency_ms": max(maxima) if maxima else None,
+                "p50_latency_ms": estimate("p50_latency_ms"),
+                "p95_latency_ms": estimate("p95_latency_ms"),
+                "p99_latency_ms": estimate("p99_latency_ms"),
+            }
+        )
     endpoints.sort(key=lambda e: (-e["requests"], e["service"], e["route"], e["method"]))
     return {"window": window.to_json(), "hourly": hourly, "endpoints": endpoints}
 
@@ -288,21 +402,29 @@ def expected_tasks(window: q.TimeWindow) -> dict[str, Any]:
     for day in _days(window):
         rows = [r for r in ROWS if day_start(r.at).date() == day]
         counts = {t: sum(1 for r in rows if r.event_type == f"task_{t}") for t in TASK_TYPES}
-        durations = [v for r in rows if r.event_type == "task_completed"
-                     and (v := json_ms(field_of(r, "duration_ms"))) is not None]
+        durations = [
+            v
+            for r in rows
+            if r.event_type == "task_completed"
+            and (v := json_ms(field_of(r, "duration_ms"))) is not None
+        ]
         all_durations += durations
-        days.append({
-            "day": day.isoformat(), **counts,
-            "success_rate": _ratio(counts["completed"], counts["completed"] + counts["failed"]),
-            "timed_completions": len(durations),
-            "mean_duration_ms": sum(durations) / len(durations) if durations else None,
-            "max_duration_ms": max(durations) if durations else None,
-            "p50_duration_ms": percentile_cont(durations, 0.5),
-            "p95_duration_ms": percentile_cont(durations, 0.95),
-        })
+        days.append(
+            {
+                "day": day.isoformat(),
+                **counts,
+                "success_rate": _ratio(counts["completed"], counts["completed"] + counts["failed"]),
+                "timed_completions": len(durations),
+                "mean_duration_ms": sum(durations) / len(durations) if durations else None,
+                "max_duration_ms": max(durations) if durations else None,
+                "p50_duration_ms": percentile_cont(durations, 0.5),
+                "p95_duration_ms": percentile_cont(durations, 0.95),
+            }
+        )
     totals = {t: sum(d[t] for d in days) for t in TASK_TYPES}
     return {
-        "window": window.to_json(), **totals,
+        "window": window.to_json(),
+        **totals,
         "success_rate": _ratio(totals["completed"], totals["completed"] + totals["failed"]),
         "timed_completions": len(all_durations),
         "mean_duration_ms": sum(all_durations) / len(all_durations) if all_durations else None,
@@ -311,9 +433,13 @@ def expected_tasks(window: q.TimeWindow) -> dict[str, Any]:
     }
 
 
-INTEGRATION_TYPES = {"integration_connected": "connected",
-                     "integration_disconnected": "disconnected", "integration_used": "used",
-                     "integration_error": "errors", "oauth_flow_started": "oauth_started"}
+INTEGRATION_TYPES = {
+    "integration_connected": "connected",
+    "integration_disconnected": "disconnected",
+    "integration_used": "used",
+    "integration_error": "errors",
+    "oauth_flow_started": "oauth_started",
+}
 
 
 def expected_integrations(window: q.TimeWindow) -> dict[str, Any]:
@@ -322,19 +448,33 @@ def expected_integrations(window: q.TimeWindow) -> dict[str, Any]:
         if r.event_type not in {*INTEGRATION_TYPES, "oauth_flow_completed"}:
             continue
         name = json_text(field_of(r, "provider")) or "(unknown)"
-        p = providers.setdefault(name, {
-            "provider": name, "connected": 0, "disconnected": 0, "used": 0, "errors": 0,
-            "error_rate": None, "oauth_started": 0, "oauth_succeeded": 0, "oauth_failed": 0,
-            "last_success_at": None, "last_failure_at": None})
+        p = providers.setdefault(
+            name,
+            {
+                "provider": name,
+                "connected": 0,
+                "disconnected": 0,
+                "used": 0,
+                "errors": 0,
+                "error_rate": None,
+                "oauth_started": 0,
+                "oauth_succeeded": 0,
+                "oauth_failed": 0,
+                "last_success_at": None,
+                "last_failure_at": None,
+            },
+        )
         succeeded = field_of(r, "success") is True
         if r.event_type == "oauth_flow_completed":
             p["oauth_succeeded" if succeeded else "oauth_failed"] += 1
         else:
             p[INTEGRATION_TYPES[r.event_type]] += 1
         success = r.event_type in ("integration_connected", "integration_used") or (
-            r.event_type == "oauth_flow_completed" and succeeded)
+            r.event_type == "oauth_flow_completed" and succeeded
+        )
         failure = r.event_type == "integration_error" or (
-            r.event_type == "oauth_flow_completed" and not succeeded)
+            r.event_type == "oauth_flow_completed" and not succeeded
+        )
         for flag, name_at in ((success, "last_success_at"), (failure, "last_failure_at")):
             if flag and (p[name_at] is None or r.at.isoformat() > p[name_at]):
                 p[name_at] = r.at.isoformat()
@@ -343,8 +483,12 @@ def expected_integrations(window: q.TimeWindow) -> dict[str, Any]:
     return {"window": window.to_json(), "providers": [providers[k] for k in sorted(providers)]}
 
 
-AUTH_TYPES = {"auth_login_attempt", "auth_code_verified", "auth_token_refresh",
-              "auth_session_validated"}
+AUTH_TYPES = {
+    "auth_login_attempt",
+    "auth_code_verified",
+    "auth_token_refresh",
+    "auth_session_validated",
+}
 
 
 def expected_auth(window: q.TimeWindow) -> dict[str, Any]:
@@ -357,17 +501,27 @@ def expected_auth(window: q.TimeWindow) -> dict[str, Any]:
             groups[(r.event_type, "(none)" if method is None else method)].append(ok)
             failures_by_day[day_start(r.at).date()] += not ok
     breakdown = [
-        {"event_type": t, "method": m, "attempts": len(oks), "successes": sum(oks),
-         "failures": len(oks) - sum(oks), "failure_rate": (len(oks) - sum(oks)) / len(oks)}
+        {
+            "event_type": t,
+            "method": m,
+            "attempts": len(oks),
+            "successes": sum(oks),
+            "failures": len(oks) - sum(oks),
+            "failure_rate": (len(oks) - sum(oks)) / len(oks),
+        }
         for (t, m), oks in sorted(groups.items())
     ]
     attempts = sum(b["attempts"] for b in breakdown)
     failures = sum(b["failures"] for b in breakdown)
     return {
-        "window": window.to_json(), "attempts": attempts, "failures": failures,
-        "failure_rate": _ratio(failures, attempts), "breakdown": breakdown,
-        "failures_per_day": [{"day": d.isoformat(), "count": failures_by_day[d]}
-                             for d in _days(window)],
+        "window": window.to_json(),
+        "attempts": attempts,
+        "failures": failures,
+        "failure_rate": _ratio(failures, attempts),
+        "breakdown": breakdown,
+        "failures_per_day": [
+            {"day": d.isoformat(), "count": failures_by_day[d]} for d in _days(window)
+        ],
     }
 
 
@@ -377,10 +531,19 @@ def expected_cocoons(window: q.TimeWindow) -> dict[str, Any]:
         cocoon = json_uuid(field_of(r, "cocoon_id"))
         if cocoon is None:
             continue
-        c = cocoons.setdefault(cocoon, {
-            "cocoon_id": str(cocoon), "events": 0, "sessions": 0, "disconnects": 0,
-            "connected_ms": 0.0, "task_events": 0, "first_seen_at": r.at.isoformat(),
-            "last_seen_at": None})
+        c = cocoons.setdefault(
+            cocoon,
+            {
+                "cocoon_id": str(cocoon),
+                "events": 0,
+                "sessions": 0,
+                "disconnects": 0,
+                "connected_ms": 0.0,
+                "task_events": 0,
+                "first_seen_at": r.at.isoformat(),
+                "last_seen_at": None,
+            },
+        )
         c["events"] += 1
         c["sessions"] += r.event_type == "cocoon_connected"
         if r.event_type == "cocoon_disconnected":
@@ -411,8 +574,10 @@ def _error_kind(r: Row) -> str | None:
         kind = r.event_type
     elif r.event_type == "api_request" and status is not None and status >= 500:
         kind = f"http_{status}"
-    elif (r.event_type in ("webhook_processed", "database_query", "oauth_flow_completed")
-          and field_of(r, "success") is False):
+    elif (
+        r.event_type in ("webhook_processed", "database_query", "oauth_flow_completed")
+        and field_of(r, "success") is False
+    ):
         kind = r.event_type
     else:
         return None
@@ -432,22 +597,38 @@ def expected_errors(window: q.TimeWindow, service: str | None = None) -> dict[st
         per_hour[hour] += len(times)
     hours = (window.end - window.start) // timedelta(hours=1)
     total_rows = sorted(
-        ({"service": k[0], "event_type": k[1], "error_kind": k[2], "count": len(v),
-          "last_seen_at": max(v).isoformat()} for k, v in totals.items()),
+        (
+            {
+                "service": k[0],
+                "event_type": k[1],
+                "error_kind": k[2],
+                "count": len(v),
+                "last_seen_at": max(v).isoformat(),
+            }
+            for k, v in totals.items()
+        ),
         key=lambda t: (-t["count"], t["service"], t["event_type"], t["error_kind"]),
     )
     return {
         "window": window.to_json(),
         "total": sum(per_hour.values()),
         "hourly": [
-            {"hour": k[0].isoformat(), "service": k[1], "event_type": k[2], "error_kind": k[3],
-             "count": len(v), "last_seen_at": max(v).isoformat()}
+            {
+                "hour": k[0].isoformat(),
+                "service": k[1],
+                "event_type": k[2],
+                "error_kind": k[3],
+                "count": len(v),
+                "last_seen_at": max(v).isoformat(),
+            }
             for k, v in sorted(hourly.items())
         ],
         "totals": total_rows,
         "per_hour": [
-            {"hour": (window.start + timedelta(hours=n)).isoformat(),
-             "count": per_hour[window.start + timedelta(hours=n)]}
+            {
+                "hour": (window.start + timedelta(hours=n)).isoformat(),
+                "count": per_hour[window.start + timedelta(hours=n)],
+            }
             for n in range(hours)
         ],
     }
@@ -503,9 +684,12 @@ def test_api_latency_filters_and_malformed_payloads(conn: psycopg.Connection[Any
     tasks = rows[(at(1, 3), "GET", "/tasks")]
     # "5OO", 1e300 and true are not usable numbers; 503.7 is a 503.
     assert (tasks.requests, tasks.server_errors, tasks.client_errors, tasks.timed_requests) == (
-        3, 1, 0, 0)
-    assert (tasks.mean_latency_ms, tasks.p50_latency_ms, tasks.p99_latency_ms) == (
-        None, None, None)
+        3,
+        1,
+        0,
+        0,
+    )
+    assert (tasks.mean_latency_ms, tasks.p50_latency_ms, tasks.p99_latency_ms) == (None, None, None)
     # One with the route ["not", "text"] and -4 ms, one whose payload is a list.
     assert rows[(at(1, 3), "(unknown)", "(unknown)")].requests == 2
     assert rows[(at(1, 3), "(unknown)", "(unknown)")].timed_requests == 0
@@ -521,8 +705,9 @@ def test_task_stats(conn: psycopg.Connection[Any]) -> None:
     random_rows = ROWS[: len(ROWS) - len(_edge_rows())]
 
     def count(day: int, event_type: str) -> int:
-        return sum(1 for r in random_rows if r.event_type == event_type
-                   and day_start(r.at) == at(day))
+        return sum(
+            1 for r in random_rows if r.event_type == event_type and day_start(r.at) == at(day)
+        )
 
     assert report.days[2].completed == count(2, "task_completed") + 1
     assert report.days[2].failed == count(2, "task_failed")
@@ -561,10 +746,15 @@ def test_error_counts(conn: psycopg.Connection[Any]) -> None:
     kinds = {(t.event_type, t.error_kind) for t in report.totals}
     legacy = [t for t in report.totals if t.service == "legacy"]
     assert [(t.event_type, t.error_kind, t.count) for t in legacy] == [
-        ("api_request", "http_503", 1)]
-    assert {("api_request", "http_503"), ("application_error", "(unknown)"),
-            ("integration_error", "(unknown)"), ("oauth_flow_completed", "oauth_flow_completed"),
-            ("database_query", "database_query")} <= kinds
+        ("api_request", "http_503", 1)
+    ]
+    assert {
+        ("api_request", "http_503"),
+        ("application_error", "(unknown)"),
+        ("integration_error", "(unknown)"),
+        ("oauth_flow_completed", "oauth_flow_completed"),
+        ("database_query", "database_query"),
+    } <= kinds
     worker = q.error_counts(conn, WINDOW, service="worker")
     assert_same(worker.to_json(), expected_errors(WINDOW, service="worker"))
 
@@ -603,7 +793,11 @@ def test_empty_window_has_zeros_not_errors(conn: psycopg.Connection[Any]) -> Non
     assert (api.hourly, api.endpoints) == ((), ())
     tasks = q.task_stats(conn, EMPTY)
     assert (tasks.created, tasks.completed, tasks.success_rate, tasks.mean_duration_ms) == (
-        0, 0, None, None)
+        0,
+        0,
+        None,
+        None,
+    )
     assert all(d.completed == 0 and d.success_rate is None for d in tasks.days)
     assert q.integration_health(conn, EMPTY).providers == ()
     auth = q.auth_activity(conn, EMPTY)
@@ -617,8 +811,10 @@ def test_empty_window_has_zeros_not_errors(conn: psycopg.Connection[Any]) -> Non
 
 def test_answers_do_not_depend_on_the_session_time_zone(url: str) -> None:
     window = q.TimeWindow(at(2, 20), at(4, 3))
-    with psycopg.connect(url, autocommit=True) as utc_conn, \
-            psycopg.connect(url, autocommit=True) as far_conn:
+    with (
+        psycopg.connect(url, autocommit=True) as utc_conn,
+        psycopg.connect(url, autocommit=True) as far_conn,
+    ):
         far_conn.execute("SET TimeZone = 'Pacific/Chatham'")
         for function, _ in METRICS:
             assert function(far_conn, window) == function(utc_conn, window)
@@ -649,9 +845,11 @@ def test_windows_normalise_to_utc_and_cover_buckets() -> None:
     assert window.start == datetime(2023, 12, 31, 23, 30, tzinfo=UTC)
     assert window.start.tzinfo is UTC and window.end.tzinfo is UTC
     assert window.covering(timedelta(days=1)) == q.TimeWindow(
-        datetime(2023, 12, 31, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC))
+        datetime(2023, 12, 31, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
+    )
     assert window.covering(timedelta(hours=1)) == q.TimeWindow(
-        datetime(2023, 12, 31, 23, tzinfo=UTC), datetime(2024, 1, 1, 5, tzinfo=UTC))
+        datetime(2023, 12, 31, 23, tzinfo=UTC), datetime(2024, 1, 1, 5, tzinfo=UTC)
+    )
     aligned = q.TimeWindow.days(date(2024, 1, 1), date(2024, 1, 1))
     assert aligned.covering(timedelta(days=1)) == aligned
 
@@ -698,8 +896,7 @@ def test_results_serialise_to_json(
     result = function(conn, WINDOW)
     document = json.loads(json.dumps(result.to_json()))
     assert document == result.to_json()
-    assert document["window"] == {"start": WINDOW.start.isoformat(),
-                                  "end": WINDOW.end.isoformat()}
+    assert document["window"] == {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()}
     assert dataclasses.asdict(result).keys() == document.keys()  # type: ignore[call-overload]
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.window = EMPTY  # type: ignore[attr-defined]
