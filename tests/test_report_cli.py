@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics_core.cli.report import app
-from tests.seeded_database import Row, day_start, insert, migrated_database, refresh
+from tests.seeded_database import Row, insert, migrated_database, refresh
+from tests.synthetic import day_of as day_start
 
 pytestmark = pytest.mark.server
 
