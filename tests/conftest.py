@@ -13,6 +13,7 @@ Fixtures:
 - `server_url` (session): DSN of a multi-connection server, any edition.
 - `server_admin_url` (session): DSN of that server's `postgres` database.
 - `database_url` (function): DSN of a fresh, empty database, dropped after the test.
+- `events_url` (function): the same with the pre-deploy schema applied (the client's table).
 - `community_session` (function): a `SqlSession` on a fresh database where the timescaledb
   extension (Community edition) is already created: psycopg on a full TimescaleDB, else PGlite.
 - `pglite_session` (function): always PGlite (needs Node.js), on a fresh database.
@@ -37,6 +38,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from analytics_core.migrate import Phase, apply
 from tests.engines import pglite, server
 from tests.engines.pglite import PGliteSession
 from tests.engines.psycopg_session import PsycopgSession
@@ -181,6 +183,13 @@ def database_url(server_url: str, _admin_connection: _AdminConnection) -> Iterat
         _admin_connection.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture
+def events_url(database_url: str) -> str:
+    """A fresh database with the pre-deploy schema: the table the client writes to."""
+    apply(database_url, (Phase.PRE,))
+    return database_url
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import pytest
 
 from analytics_core import AnalyticsClient
 from analytics_core.events import TaskCompleted
+from tests.observe import wait_until
 
 # A wait may overrun its timeout by scheduling and one short lock; far less than this.
 SLACK_S = 2.0
@@ -34,16 +35,6 @@ def dead_url() -> Iterator[str]:
 
 def event(i: int = 0) -> TaskCompleted:
     return TaskCompleted(task_id=uuid.uuid4(), user_id=uuid.uuid4(), duration_ms=i)
-
-
-def wait_until(condition: object, timeout: float = 20.0) -> bool:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def test_a_full_queue_drops_new_events_and_counts_them(dead_url: str) -> None:

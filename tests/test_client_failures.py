@@ -14,8 +14,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -31,36 +30,17 @@ from analytics_core._writer import BatchWriter, build_batch
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
+from tests.observe import fetch, wait_until
 
 pytestmark = pytest.mark.server
 
 RESTART_CLUSTER = "client-restart"
 
 
-@pytest.fixture
-def events_url(database_url: str) -> str:
-    apply(database_url, (Phase.PRE,))
-    return database_url
-
-
-def fetch(url: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, connect_timeout=10) as conn:
-        return conn.execute(query).fetchall()
-
-
 def count_rows(url: str) -> tuple[int, int]:
     """(rows, distinct event ids) in the events table."""
     ((rows, ids),) = fetch(url, f"SELECT count(*), count(DISTINCT event_id) FROM {EVENTS_TABLE}")
     return rows, ids
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def task(i: int, command: str = "make") -> TaskCreated:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import psycopg
 import pytest
 
 from analytics_core import AnalyticsClient
@@ -31,31 +29,10 @@ from analytics_core.events import (
     WebhookReceived,
     event_payload_json,
 )
-from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
+from tests.observe import fetch, wait_until
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def events_url(database_url: str) -> str:
-    apply(database_url, (Phase.PRE,))
-    return database_url
-
-
-def fetch(url: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchall()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes (a correctness bound)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def sample_event(thread: int, i: int) -> AnalyticsEvent:

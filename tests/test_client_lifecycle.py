@@ -19,28 +19,16 @@ import uuid
 import weakref
 from typing import Any
 
-import psycopg
 import pytest
 
 from analytics_core import AnalyticsClient
 from analytics_core.events import TaskCreated
-from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
+from tests.observe import fetch
 
 pytestmark = pytest.mark.server
 
 SUBPROCESS_TIMEOUT_S = 60
-
-
-@pytest.fixture
-def events_url(database_url: str) -> str:
-    apply(database_url, (Phase.PRE,))
-    return database_url
-
-
-def fetch(url: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, connect_timeout=10) as conn:
-        return conn.execute(query).fetchall()
 
 
 def commands(url: str) -> list[str]:
