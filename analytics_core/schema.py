@@ -18,11 +18,14 @@ __all__ = [
     "CHUNK_INTERVAL",
     "COCOON_ACTIVITY_DAILY",
     "COMPRESS_AFTER",
+    "COMPRESS_ORDER_BY",
+    "COMPRESS_SEGMENT_BY",
     "DAILY_ACTIVE_USERS",
     "ERRORS_HOURLY",
     "EVENTS_TABLE",
     "EVENT_COPY_COLUMNS",
     "INTEGRATION_HEALTH_DAILY",
+    "MAINTENANCE_RUNS_TABLE",
     "REFRESH_END_OFFSET",
     "REFRESH_SCHEDULE",
     "REFRESH_START_OFFSET",
@@ -33,11 +36,18 @@ __all__ = [
 
 EVENTS_TABLE: Final = "analytics_events"
 
+#: What ``analytics-migrate maintain`` last did, per task (see ``migrate.jobs``).
+MAINTENANCE_RUNS_TABLE: Final = "analytics_maintenance_runs"
+
 #: The columns the writer fills with COPY, in order; ``id`` comes from its sequence.
 EVENT_COPY_COLUMNS: Final = ("timestamp", "event_type", "service", "user_id", "data", "event_id")
 
 CHUNK_INTERVAL: Final = timedelta(days=1)
 COMPRESS_AFTER: Final = timedelta(days=7)
+#: Compression settings of the events table (Community edition): segments per event type,
+#: rows newest first inside a segment, as (column, direction).
+COMPRESS_SEGMENT_BY: Final = ("event_type",)
+COMPRESS_ORDER_BY: Final = (("timestamp", "DESC"), ("id", "DESC"))
 RETENTION: Final = timedelta(days=90)
 REFRESH_START_OFFSET: Final = timedelta(days=3)
 REFRESH_END_OFFSET: Final = timedelta(hours=1)

@@ -21,7 +21,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from analytics_core.migrate import Edition, Phase, apply, connect, maintain, mask_password
+from analytics_core.migrate import (
+    Edition,
+    Phase,
+    apply,
+    connect,
+    maintain,
+    mask_password,
+    pause_jobs,
+)
 from analytics_core.migrate.edition import inspect_server
 from analytics_core.schema import AGGREGATES, EVENTS_TABLE
 
@@ -163,11 +171,16 @@ class BenchServer:
 
 
 def migrate(url: str) -> None:
-    """Apply every migration (pre, then post) to the database at ``url``."""
+    """Apply every migration (pre, then post) to the database at ``url``, and pause its
+    policy jobs on a server with a scheduler: the benchmarks load old events, which a
+    retention job running concurrently would drop, and they measure our code, not it."""
     apply(url, (Phase.PRE, Phase.POST))
+    with connect(url) as conn:
+        if edition_of(conn) is Edition.COMMUNITY:
+            pause_jobs(conn)
 
 
-def edition_of(conn: psycopg.Connection[Any]) -> Edition:
+def edition_of(conn: psycopg.Connection[Any]) -> Edition | None:
     return inspect_server(conn).edition
 
 

@@ -14,6 +14,7 @@ Fixtures:
 - `server_admin_url` (session): DSN of that server's `postgres` database.
 - `database_url` (function): DSN of a fresh, empty database, dropped after the test.
 - `events_url` (function): the same with the pre-deploy schema applied (the client's table).
+- `password_url` (function): `database_url` as a throwaway role that has a password.
 - `community_session` (function): a `SqlSession` on a fresh database where the timescaledb
   extension (Community edition) is already created: psycopg on a full TimescaleDB, else PGlite.
 - `pglite_session` (function): always PGlite (needs Node.js), on a fresh database.
@@ -183,6 +184,28 @@ def database_url(server_url: str, _admin_connection: _AdminConnection) -> Iterat
         _admin_connection.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture
+def password_url(database_url: str, _admin_connection: _AdminConnection) -> Iterator[str]:
+    """`database_url` as a role of its own with a password, for tests of password masking.
+
+    Made here, because the server under test may be reached without a password (a trusted
+    local connection); dropped afterwards.
+    """
+    role = f"analytics_pw_{secrets.token_hex(4)}"
+    password = f"pw-{secrets.token_hex(8)}"
+    _admin_connection.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    try:
+        yield urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))
+    finally:
+        _admin_connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from analytics_core.migrate import Phase, apply, connect, maintain
-from analytics_core.schema import EVENT_COPY_COLUMNS, EVENTS_TABLE
+from analytics_core.migrate import Edition, Phase, apply, connect, maintain, pause_jobs
+from analytics_core.migrate.edition import inspect_server
+from analytics_core.schema import AGGREGATES, EVENT_COPY_COLUMNS, EVENTS_TABLE
 from tests.conftest import with_database
 
 
@@ -49,6 +50,7 @@ def migrated_database(server_url: str, server_admin_url: str) -> Iterator[str]:
     url = with_database(server_url, name)
     try:
         apply(url, (Phase.PRE, Phase.POST))
+        hold_the_scheduler(url)
         yield url
     finally:
         with psycopg.connect(server_admin_url, autocommit=True) as admin:
@@ -104,12 +106,30 @@ class Executed:
         return "\n".join(row[0] for row in rows)
 
 
-def refresh(url: str) -> None:
-    """One round of ``maintain``: on the Apache edition, this is what refreshes the views.
-
-    It also drops chunks past retention (90 days), so test events must be recent.
+def hold_the_scheduler(url: str) -> None:
+    """Pause our policy jobs on a server with a scheduler, so that the data a test loaded
+    changes only when the test says so (a real server would otherwise compress its chunks,
+    drop old ones and refresh aggregates while the test reads). A no-op on the Apache edition.
     """
     with connect(url) as conn:
+        if inspect_server(conn).edition is Edition.COMMUNITY:
+            pause_jobs(conn)
+
+
+def refresh(url: str) -> None:
+    """Bring every aggregate up to date with the events, then one round of ``maintain``.
+
+    Community edition: a full refresh of each continuous aggregate first, because the refresh
+    policy (and so ``maintain``) only covers the last three days. Apache edition: ``maintain``
+    refreshes the views. ``maintain`` also drops chunks past retention (90 days), so test
+    events must be recent.
+    """
+    with connect(url) as conn:
+        if inspect_server(conn).edition is Edition.COMMUNITY:
+            for aggregate in AGGREGATES:
+                conn.execute(
+                    "CALL refresh_continuous_aggregate(%s, NULL, NULL)", (aggregate.name,)
+                )
         result = maintain(conn)
     assert result.ok, result.tasks
 

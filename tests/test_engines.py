@@ -29,8 +29,18 @@ from tests.engines.text_format import QueryFormatError, to_text_query
 
 
 @pytest.mark.server
-def test_database_url_is_a_fresh_empty_database_with_a_password(database_url: str) -> None:
-    assert conninfo_to_dict(database_url)["password"], "tests check that passwords are masked"
+def test_password_url_is_the_fresh_database_as_a_role_with_a_password(
+    password_url: str, database_url: str
+) -> None:
+    settings = conninfo_to_dict(password_url)
+    assert settings["password"] and settings["dbname"] == conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(password_url) as conn:
+        row = conn.execute("SELECT current_user, current_database()").fetchone()
+    assert row == (settings["user"], settings["dbname"])
+
+
+@pytest.mark.server
+def test_database_url_is_a_fresh_empty_database(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         name, tables, extensions = conn.execute(
             "SELECT current_database(),"

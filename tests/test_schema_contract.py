@@ -71,7 +71,8 @@ def test_aggregates_read_only_fields_of_the_event_types_they_select() -> None:
 
 
 def test_copy_columns_are_columns_of_the_events_table() -> None:
-    (create,) = [s for s in _statements(Phase.PRE, Edition.APACHE) if "CREATE TABLE" in s]
+    table = f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} "
+    (create,) = [s for s in _statements(Phase.PRE, Edition.APACHE) if table in s]
     assert EVENTS_TABLE in create
     for column in EVENT_COPY_COLUMNS:
         assert re.search(rf'^\s*"?{column}"?\s', create, re.MULTILINE), column

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import psycopg
@@ -34,15 +34,20 @@ from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK
 
 _LOCK_WAIT_SECONDS = DEFAULT_LOCK_WAIT.total_seconds()
 _DDL_LOCK_TIMEOUT_SECONDS = DEFAULT_DDL_LOCK_TIMEOUT.total_seconds()
+_JOB_WAIT_SECONDS = migrate.DEFAULT_JOB_WAIT.total_seconds()
 
 EXIT_OK = 0
 EXIT_PENDING = 1
+EXIT_JOBS_UNHEALTHY = 3
 
 EXIT_CODES = f"""
 Exit codes: {EXIT_OK} success (for status: up to date);
-{EXIT_PENDING} migrations pending or drifted (status), or post refused because pre-deploy
-migrations are pending; {EXIT_ERROR} cannot connect, preflight failed, a migration failed,
-the migration lock was not obtained in time, a maintenance task failed, or bad input.
+{EXIT_PENDING} migrations pending, a migration file edited after it was applied, or the schema
+not what the migrations build on this edition (status), or post refused because pre-deploy
+migrations are pending; {EXIT_ERROR} cannot connect, preflight failed, a migration or repair
+step failed, the migration lock was not obtained in time, a maintenance task failed, or bad
+input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to date, but a policy job's work is not
+getting done (failing, overdue or paused without `maintain`).
 """
 
 app = typer.Typer(
@@ -174,9 +179,21 @@ def post(
 
 
 @app.command()
-def status(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
-    """Applied and pending migrations, TimescaleDB edition and features, chunks, jobs and
-    aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error."""
+def status(
+    database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+    check_jobs: Annotated[
+        bool,
+        typer.Option(
+            "--check-jobs",
+            help=f"Also exit {EXIT_JOBS_UNHEALTHY} when a policy job's work is not getting "
+            "done, for cron and alerting.",
+        ),
+    ] = False,
+) -> None:
+    """Applied and pending migrations, edition, features, schema drift, chunks, job health and
+    aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error
+    (3 with --check-jobs: jobs unhealthy)."""
     url = resolve_url(database_url)
     with _errors(url), migrate.connect(url, read_only=True) as conn:
         report = migrate.read_status(conn)
@@ -184,7 +201,11 @@ def status(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
         print_json(report.to_json())
     else:
         _render_status(report)
-    raise typer.Exit(EXIT_OK if report.up_to_date else EXIT_PENDING)
+    if not report.up_to_date:
+        raise typer.Exit(EXIT_PENDING)
+    if check_jobs and report.unhealthy_jobs:
+        raise typer.Exit(EXIT_JOBS_UNHEALTHY)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command("dry-run")
@@ -194,7 +215,8 @@ def dry_run(
         Edition | None,
         typer.Option(
             help="Render for this edition. Without a database URL, show every migration "
-            "as pending on an empty database.",
+            "as pending on an empty database. With one, overrides the edition the database "
+            "reports (or, before the extension exists, the one assumed).",
         ),
     ] = None,
     as_json: AsJson = False,
@@ -202,17 +224,22 @@ def dry_run(
     """Show the pending migrations in order, with their SQL and whether each runs in a
     transaction. Changes nothing; works on a read-only connection."""
     applied: frozenset[str] = frozenset()
+    choice = None
     if edition is None or database_url or _env_has_url():
         url = resolve_url(database_url)
         with _errors(url), migrate.connect(url, read_only=True) as conn:
             report = migrate.read_status(conn)
         applied = frozenset(m.id for phase in report.phases for m in phase.applied)
-        edition = edition or report.server.edition
-    planned = migrate.plan(edition, applied=applied)
+        choice = migrate.choose_edition(report.server, edition)
+    else:
+        choice = migrate.choose_edition(None, edition)
+    planned = migrate.plan(choice.edition, applied=applied)
     if as_json:
         print_json(
             {
-                "edition": edition,
+                "edition": choice.edition,
+                "edition_assumed": choice.assumed,
+                "edition_reason": choice.reason,
                 "pending": [
                     {
                         "id": m.id,
@@ -225,8 +252,9 @@ def dry_run(
             }
         )
         return
+    err.print(f"{choice.edition} edition: {choice.reason}", highlight=False)
     if not planned:
-        out.print(f"nothing pending ({edition} edition)")
+        out.print(f"nothing pending ({choice.edition} edition)")
         return
     for m in planned:
         mode = "in one transaction" if m.transactional else "without a transaction, step by step"
@@ -244,39 +272,85 @@ def _env_has_url() -> bool:
     return True
 
 
+JobWait = Annotated[
+    float,
+    typer.Option(
+        "--job-wait",
+        min=0.0,
+        help="Seconds to wait for a job the scheduler is running before leaving it to it.",
+    ),
+]
+
+
 @app.command()
-def maintain(database_url: DatabaseUrl = None, as_json: AsJson = False) -> None:
-    """Run one round of upkeep. Community edition: run every policy job once now.
-    Apache edition: refresh the fallback materialized views and drop chunks past retention.
-    Exit 2 when any task failed (the others still ran)."""
+def maintain(
+    database_url: DatabaseUrl = None,
+    job_wait: JobWait = _JOB_WAIT_SECONDS,
+    as_json: AsJson = False,
+) -> None:
+    """Run one round of upkeep. Community edition: run every policy job once now (waiting
+    for, or leaving, a job the scheduler is running). Apache edition: refresh the fallback
+    materialized views and drop chunks past retention. Exit 2 when any task failed (the
+    others still ran)."""
     url = resolve_url(database_url)
     with _errors(url), migrate.connect(url) as conn:
         result = migrate.maintain(
-            conn, progress=None if as_json else lambda name: err.print(f"· {name}")
+            conn,
+            progress=None if as_json else lambda name: err.print(f"· {name}"),
+            job_wait=timedelta(seconds=job_wait),
         )
     if as_json:
-        print_json(
-            {
-                "edition": result.edition,
-                "ok": result.ok,
-                "tasks": [{"name": t.name, "ok": t.ok, "detail": t.detail} for t in result.tasks],
-            }
-        )
+        print_json(result.to_json())
     else:
         table = Table(title=f"maintenance ({result.edition} edition)")
-        for column in ("task", "result"):
+        for column in ("task", "outcome", "detail"):
             table.add_column(column)
         for task in result.tasks:
-            table.add_row(task.name, task.detail if task.ok else f"[red]{task.detail}[/]")
+            colour = "green" if task.outcome == "done" else "yellow" if task.ok else "red"
+            table.add_row(task.name, f"[{colour}]{task.outcome}[/]", task.detail)
         out.print(table)
     raise typer.Exit(EXIT_OK if result.ok else EXIT_ERROR)
 
 
+@app.command()
+def repair(
+    database_url: DatabaseUrl = None,
+    lock_wait: LockWait = _LOCK_WAIT_SECONDS,
+    ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    as_json: AsJson = False,
+) -> None:
+    """Make the schema what the migrations build on this server's edition: rebuild
+    aggregates of the wrong kind (and backfill them), set missing or altered compression and
+    policies. A no-op without drift; safe to rerun. Exit 1 when drift remains that it cannot
+    fix, 2 when a step failed."""
+    url = resolve_url(database_url)
+    with _errors(url), _progress(enabled=not as_json) as report:
+        result = migrate.repair(
+            url,
+            lock_wait=timedelta(seconds=lock_wait),
+            ddl_lock_timeout=timedelta(seconds=ddl_lock_timeout),
+            progress=None
+            if report is None
+            else lambda name, done, total: report("repair", done, total),
+        )
+    if as_json:
+        print_json(result.to_json())
+    elif not result.found:
+        out.print(f"nothing to repair: the schema is what the {result.edition} edition builds")
+    else:
+        for step in result.steps:
+            out.print(f"[green]✓[/] {step.name}")
+        for drift in result.remaining:
+            out.print(f"[red]✗[/] cannot repair: {drift}")
+    raise typer.Exit(EXIT_PENDING if result.remaining else EXIT_OK)
+
+
 def _render_status(report: migrate.SchemaStatus) -> None:
     server = report.server
+    edition = f"{server.edition} edition" if server.edition else "edition unknown until `pre`"
     out.print(
         f"PostgreSQL {server.postgres_version} · TimescaleDB "
-        f"{server.timescaledb_version or 'not installed'} ({server.edition} edition)"
+        f"{server.timescaledb_version or 'not installed'} ({edition})"
     )
     features = Table(title="features")
     for column in ("feature", "mode", "detail"):
@@ -300,6 +374,14 @@ def _render_status(report: migrate.SchemaStatus) -> None:
             migrations.add_row(phase.phase, pending, "[yellow]pending[/]", "")
     out.print(migrations)
 
+    if report.schema_drift:
+        drift = Table(title="[red]schema drift[/] (`analytics-migrate repair` fixes it)")
+        for column in ("object", "of", "expected", "found"):
+            drift.add_column(column)
+        for item in report.schema_drift:
+            drift.add_row(item.kind, item.relation, item.expected, f"[red]{item.found}[/]")
+        out.print(drift)
+
     if report.hypertable is not None:
         ht = report.hypertable
         ratio = f"{ht.compression_ratio:.1f}x" if ht.compression_ratio else "n/a"
@@ -308,33 +390,66 @@ def _render_status(report: migrate.SchemaStatus) -> None:
             f"{ht.total_bytes / 1_048_576:.1f} MiB, compression ratio {ratio}"
         )
     if report.jobs:
-        jobs = Table(title="jobs")
-        for column in ("job", "kind", "relation", "every", "last run", "status", "last error"):
-            jobs.add_column(column)
-        for job in report.jobs:
-            jobs.add_row(
-                str(job.job_id),
-                job.kind,
-                job.relation,
-                job.schedule_interval,
-                f"{job.last_run_at:%Y-%m-%d %H:%M}" if job.last_run_at else "never",
-                job.last_run_status or "",
-                job.last_error or "",
-            )
-        out.print(jobs)
+        _render_jobs(report)
+    for warning in report.worker_warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if report.aggregates:
         aggregates = Table(title="aggregates")
         aggregates.add_column("aggregate", no_wrap=True)
-        for column in ("kind", "materialized up to", "latest bucket"):
+        for column in ("kind", "materialized up to", "latest bucket", "last refreshed"):
             aggregates.add_column(column)
         for agg in report.aggregates:
+            if agg.watermark is not None:
+                materialized = f"{agg.watermark:%Y-%m-%d %H:%M}"
+            elif agg.kind == "continuous aggregate":
+                materialized = "nothing materialized yet"
+            else:
+                materialized = ""
             aggregates.add_row(
                 agg.name,
                 agg.kind or "[yellow]missing[/]",
-                f"{agg.watermark:%Y-%m-%d %H:%M}" if agg.watermark else "",
-                f"{agg.latest_bucket:%Y-%m-%d %H:%M}" if agg.latest_bucket else "",
+                materialized,
+                _when(agg.latest_bucket, ""),
+                _when(agg.last_refreshed_at, ""),
             )
         out.print(aggregates)
+
+
+def _render_jobs(report: migrate.SchemaStatus) -> None:
+    jobs = Table(title="jobs")
+    for column in ("job", "kind", "relation", "every", "last run", "by", "health"):
+        jobs.add_column(column)
+    for job in report.jobs:
+        # The newer of the scheduler's run and maintain's.
+        runs: list[tuple[datetime, str, bool]] = []
+        if job.last_run_at is not None:
+            runs.append((job.last_run_at, "scheduler", job.last_run_status == "Success"))
+        if job.maintenance is not None:
+            runs.append((job.maintenance.finished_at, "maintain", job.maintenance.ok))
+        last, by = "never", ""
+        if runs:
+            when, by, ok = max(runs)
+            last = f"{when:%Y-%m-%d %H:%M} {'ok' if ok else 'failed'}"
+        colour = "green" if job.healthy else "red"
+        jobs.add_row(
+            str(job.job_id),
+            job.kind.removesuffix("_continuous_aggregate"),
+            job.relation.removeprefix("analytics_"),
+            job.schedule_interval,
+            last,
+            by,
+            f"[{colour}]{job.health}[/]" + ("" if job.scheduled else " (paused)"),
+        )
+    out.print(jobs)
+    for job in report.unhealthy_jobs:
+        err.print(
+            f"[red]job {job.job_id}[/] ({job.kind} {job.relation}): {job.problem}",
+            highlight=False,
+        )
+
+
+def _when(moment: datetime | None, default: str) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment is not None else default
 
 
 def main() -> None:

@@ -6,8 +6,15 @@
 
 from __future__ import annotations
 
+from analytics_core.migrate.drift import DriftKind, SchemaDrift, check_schema
 from analytics_core.migrate.dsn import mask_password, resolve_database_url
-from analytics_core.migrate.edition import MINIMUM_TIMESCALEDB, Edition, ServerInfo
+from analytics_core.migrate.edition import (
+    MINIMUM_TIMESCALEDB,
+    Edition,
+    EditionChoice,
+    ServerInfo,
+    choose_edition,
+)
 from analytics_core.migrate.errors import (
     ConnectionFailed,
     LockTimeout,
@@ -16,18 +23,30 @@ from analytics_core.migrate.errors import (
     PendingPreDeploy,
     PreflightError,
 )
-from analytics_core.migrate.maintain import MaintenanceResult, maintain
+from analytics_core.migrate.jobs import JobStatus, MaintenanceRun, pause_jobs
+from analytics_core.migrate.maintain import (
+    DEFAULT_JOB_WAIT,
+    MaintenanceResult,
+    TaskResult,
+    maintain,
+)
+from analytics_core.migrate.repair import RepairResult, RepairStep, plan_repair, repair
 from analytics_core.migrate.runner import ApplyResult, PlannedMigration, apply, connect, plan
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
 from analytics_core.migrate.status import SchemaStatus, read_status
 
 __all__ = [
+    "DEFAULT_JOB_WAIT",
     "MINIMUM_TIMESCALEDB",
     "ApplyResult",
     "ConnectionFailed",
+    "DriftKind",
     "Edition",
+    "EditionChoice",
+    "JobStatus",
     "LockTimeout",
     "MaintenanceResult",
+    "MaintenanceRun",
     "MigrateError",
     "MigrationFailed",
     "MigrationFile",
@@ -35,14 +54,23 @@ __all__ = [
     "Phase",
     "PlannedMigration",
     "PreflightError",
+    "RepairResult",
+    "RepairStep",
+    "SchemaDrift",
     "SchemaStatus",
     "ServerInfo",
+    "TaskResult",
     "apply",
+    "check_schema",
+    "choose_edition",
     "connect",
     "load_migrations",
     "maintain",
     "mask_password",
+    "pause_jobs",
     "plan",
+    "plan_repair",
     "read_status",
+    "repair",
     "resolve_database_url",
 ]

@@ -10,7 +10,15 @@ import psycopg
 
 from analytics_core.migrate.errors import PreflightError
 
-__all__ = ["MINIMUM_TIMESCALEDB", "Edition", "ServerInfo", "check_preflight", "inspect_server"]
+__all__ = [
+    "MINIMUM_TIMESCALEDB",
+    "Edition",
+    "EditionChoice",
+    "ServerInfo",
+    "check_preflight",
+    "choose_edition",
+    "inspect_server",
+]
 
 #: Oldest TimescaleDB we support: finalized continuous aggregates with FILTER and ordered-set
 #: aggregates, real-time aggregation switches and `if_not_exists` on every policy function.
@@ -36,8 +44,18 @@ class ServerInfo:
     timescaledb_available: str | None
     #: Installed version in this database, or None before the first migration.
     timescaledb_installed: str | None
-    edition: Edition
+    #: ``timescaledb.license`` as this database reports it. NULL (None) until
+    #: ``CREATE EXTENSION timescaledb`` has run in this database: with only the loader in
+    #: ``shared_preload_libraries``, the licensed library is not loaded yet.
+    license: str | None
     preloaded: bool
+
+    @property
+    def edition(self) -> Edition | None:
+        """The edition this database runs, or None while it cannot be known (no extension)."""
+        if self.license is None:
+            return None
+        return Edition.COMMUNITY if self.license == "timescale" else Edition.APACHE
 
     @property
     def timescaledb_version(self) -> str | None:
@@ -69,12 +87,11 @@ def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
     assert row is not None
     version, available, installed, license_name, preload = row
     libraries = {lib.strip() for lib in str(preload or "").split(",")}
-    edition = Edition.COMMUNITY if license_name == "timescale" else Edition.APACHE
     return ServerInfo(
         postgres_version=str(version),
         timescaledb_available=None if available is None else str(available),
         timescaledb_installed=None if installed is None else str(installed),
-        edition=edition,
+        license=None if license_name is None else str(license_name),
         # Builds that link TimescaleDB into the server (PGlite) load it without the setting.
         preloaded=any(lib.startswith("timescaledb") for lib in libraries)
         or license_name is not None,
@@ -101,3 +118,41 @@ def check_preflight(info: ServerInfo) -> None:
             f"TimescaleDB {version} is older than {minimum}, the oldest version analytics-core "
             f"supports. Upgrade the extension (ALTER EXTENSION timescaledb UPDATE) first."
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EditionChoice:
+    """The edition to render migrations for, and why: read from the database or assumed."""
+
+    edition: Edition
+    assumed: bool
+    reason: str
+
+
+def choose_edition(info: ServerInfo | None, requested: Edition | None = None) -> EditionChoice:
+    """The edition to show or plan for: ``requested`` if given, else the database's own.
+
+    Before the extension exists in a database its licence cannot be read, so the edition is
+    then *assumed* to be Community (what Timescale's packages, images and cloud run) and the
+    reason says so; ``analytics-migrate all`` never relies on this: it reads the edition again
+    once ``pre`` has created the extension.
+    """
+    if requested is not None:
+        return EditionChoice(requested, assumed=False, reason="chosen with --edition")
+    if info is not None and info.edition is not None:
+        return EditionChoice(
+            info.edition, assumed=False, reason=f"timescaledb.license is '{info.license}'"
+        )
+    return EditionChoice(
+        Edition.COMMUNITY,
+        assumed=True,
+        reason="assumed"
+        + (
+            ": the timescaledb extension is not created in this database yet, so its licence "
+            "cannot be read; `pre` creates it, and the edition read then decides what `post` "
+            "builds"
+            if info is not None
+            else ": no database given"
+        )
+        + ". Pass --edition apache for the Apache edition's SQL",
+    )

@@ -50,6 +50,7 @@ __all__ = [
     "Progress",
     "apply",
     "connect",
+    "inspect_url",
     "plan",
 ]
 
@@ -145,7 +146,7 @@ def apply(
     with connect(url) as conn:
         server = inspect_server(conn)
         check_preflight(server)
-        with _deploy_lock(conn, lock_wait):
+        with deploy_lock(conn, lock_wait):
             ledger = read_ledger(conn)
             if Phase.PRE not in phases and Phase.POST in phases:
                 pending_pre = [m.id for m in files[Phase.PRE] if m.id not in ledger.applied]
@@ -153,20 +154,47 @@ def apply(
                     raise PendingPreDeploy(pending_pre)
             applied: list[str] = []
             for phase in phases:
+                # The licence can only be read once the extension exists in this database,
+                # and `pre` is what creates it: read the edition again for every phase, on
+                # a new session (the loader of a session opened before the extension existed
+                # may not have loaded the licensed library).
+                server = inspect_url(url)
                 applied += _apply_phase(
                     url=url,
                     conn=conn,
                     files=files[phase],
-                    edition=server.edition,
+                    edition=_edition_for(phase, files[phase], server),
                     ddl_lock_timeout=ddl_lock_timeout,
                     progress=progress,
                 )
+            server = inspect_url(url)
     return ApplyResult(tuple(applied), server)
 
 
+def inspect_url(url: str) -> ServerInfo:
+    """:func:`inspect_server` on a session of its own, opened and closed here."""
+    with connect(url, read_only=True) as conn:
+        return inspect_server(conn)
+
+
+def _edition_for(phase: Phase, files: list[MigrationFile], server: ServerInfo) -> Edition:
+    """The edition to render ``files`` for; an unknown one only where it makes no difference."""
+    if server.edition is not None:
+        return server.edition
+    specific = [m.id for m in files if not m.edition_neutral]
+    if specific:
+        raise MigrateError(
+            f"cannot tell the TimescaleDB edition before the {phase} migrations "
+            f"{', '.join(specific)}: the timescaledb extension does not exist in this database "
+            "yet. Run `analytics-migrate pre` first, or create the extension."
+        )
+    return Edition.COMMUNITY  # renders the same for both: the files hold no edition tags
+
+
 @contextmanager
-def _deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[None]:
-    conn.execute(sql.SQL("SET lock_timeout = {}").format(_milliseconds(wait)))
+def deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[None]:
+    """Hold the deploy lock (a session advisory lock) for the block; LockTimeout after ``wait``."""
+    conn.execute(sql.SQL("SET lock_timeout = {}").format(milliseconds(wait)))
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
     except psycopg.errors.LockNotAvailable:
@@ -183,7 +211,8 @@ def _deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[Non
             conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
 
 
-def _milliseconds(duration: timedelta) -> sql.Literal:
+def milliseconds(duration: timedelta) -> sql.Literal:
+    """``duration`` as a literal for ``SET lock_timeout`` and the like (at least 1 ms)."""
     return sql.Literal(f"{max(1, round(duration.total_seconds() * 1000))}ms")
 
 

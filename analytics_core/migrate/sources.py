@@ -48,6 +48,11 @@ class MigrationFile:
         """The file's SQL for ``edition``, as handed to yoyo."""
         return render(self.template, edition)
 
+    @property
+    def edition_neutral(self) -> bool:
+        """True when both editions run the same SQL (the file holds no edition tags)."""
+        return self.sql(Edition.COMMUNITY) == self.sql(Edition.APACHE)
+
     def statements(self, edition: Edition) -> tuple[bool, tuple[str, ...]]:
         """Whether it runs in a transaction, and its statements in order, as yoyo splits them."""
         return _split(self.sql(edition))

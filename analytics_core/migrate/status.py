@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from analytics_core.migrate._catalog import in_python_range
+from analytics_core.migrate.drift import SchemaDrift, check_schema
 from analytics_core.migrate.edition import Edition, ServerInfo, inspect_server
+from analytics_core.migrate.jobs import (
+    JobStatus,
+    MaintenanceRun,
+    read_jobs,
+    read_maintenance_runs,
+    worker_warnings,
+)
 from analytics_core.migrate.ledger import read_ledger
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
-from analytics_core.schema import AGGREGATES, EVENTS_TABLE
+from analytics_core.schema import AGGREGATES, COMPRESS_AFTER, EVENTS_TABLE, RETENTION
 
 __all__ = [
     "AggregateStatus",
@@ -26,7 +35,9 @@ __all__ = [
     "Feature",
     "HypertableStatus",
     "JobStatus",
+    "MaintenanceRun",
     "PhaseStatus",
+    "SchemaDrift",
     "SchemaStatus",
     "read_status",
 ]
@@ -75,26 +86,17 @@ class HypertableStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class JobStatus:
-    job_id: int
-    kind: str
-    relation: str
-    schedule_interval: str
-    last_run_at: datetime | None
-    last_run_status: str | None
-    next_start: datetime | None
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class AggregateStatus:
     name: str
-    #: "continuous aggregate" or "materialized view"; None when it does not exist yet.
+    #: "continuous aggregate", "materialized view" or "view"; None when it does not exist.
     kind: str | None
-    #: Up to where the aggregate is materialized (continuous aggregates only).
+    #: Up to where a continuous aggregate is materialized; None when nothing is materialized
+    #: yet (TimescaleDB's watermark is then the minimum timestamp) or for other kinds.
     watermark: datetime | None
-    #: The newest bucket it holds.
+    #: The newest bucket it holds; None when it holds none.
     latest_bucket: datetime | None
+    #: The last successful refresh, by the scheduler or by ``maintain``; None if unknown.
+    last_refreshed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +105,15 @@ class SchemaStatus:
     phases: tuple[PhaseStatus, ...]
     features: tuple[Feature, ...]
     hypertable: HypertableStatus | None
+    #: Our policy jobs with their health (Community edition; empty elsewhere).
     jobs: tuple[JobStatus, ...]
     aggregates: tuple[AggregateStatus, ...]
+    #: Objects that differ from what the applied migrations build on this edition.
+    schema_drift: tuple[SchemaDrift, ...] = ()
+    #: Server settings that keep background jobs from running, in words.
+    worker_warnings: tuple[str, ...] = ()
+    #: What ``analytics-migrate maintain`` last did, per task.
+    maintenance: tuple[MaintenanceRun, ...] = ()
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -112,19 +121,34 @@ class SchemaStatus:
 
     @property
     def drifted(self) -> tuple[str, ...]:
+        """Applied migrations whose file changed since (the schema's own drift is separate)."""
         return tuple(m.id for phase in self.phases for m in phase.applied if m.drifted)
 
     @property
     def up_to_date(self) -> bool:
-        return not self.pending and not self.drifted
+        """Nothing pending, no edited migration, and the schema is what they build."""
+        return not self.pending and not self.drifted and not self.schema_drift
+
+    @property
+    def unhealthy_jobs(self) -> tuple[JobStatus, ...]:
+        """Jobs whose work is not getting done (see :mod:`analytics_core.migrate.jobs`)."""
+        return tuple(job for job in self.jobs if not job.healthy)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601 strings)."""
         document: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        document["server"]["edition"] = self.server.edition
+        document["schema_drift"] = [
+            drift | {"object": str(self.schema_drift[n])}
+            for n, drift in enumerate(document["schema_drift"])
+        ]
+        for job, health in zip(document["jobs"], self.jobs, strict=True):
+            job["healthy"] = health.healthy
         return document | {
             "pending": list(self.pending),
             "drifted": list(self.drifted),
             "up_to_date": self.up_to_date,
+            "jobs_healthy": not self.unhealthy_jobs,
         }
 
 
@@ -142,7 +166,7 @@ def read_status(
     conn: psycopg.Connection[Any],
     migrations: dict[Phase, list[MigrationFile]] | None = None,
 ) -> SchemaStatus:
-    """Collect the schema's status. Changes nothing."""
+    """Collect the schema's status. Changes nothing; never fails on a catalog value."""
     files = migrations or load_migrations()
     server = inspect_server(conn)
     ledger = read_ledger(conn)
@@ -162,30 +186,61 @@ def read_status(
             else:
                 pending.append(migration.id)
         phases.append(PhaseStatus(phase, tuple(applied), tuple(pending)))
-    installed = server.timescaledb_installed is not None
-    hypertable = _hypertable(conn) if installed else None
+    if server.timescaledb_installed is None or server.edition is None:
+        return SchemaStatus(server, tuple(phases), _features(server), None, (), ())
+    by_phase = {status.phase: status for status in phases}
+    post = by_phase[Phase.POST]
+    post_applied_at = max((m.applied_at for m in post.applied), default=None)
+    jobs = (
+        read_jobs(conn, created_at=post_applied_at) if server.edition is Edition.COMMUNITY else ()
+    )
+    maintenance = read_maintenance_runs(conn)
+    hypertable = _hypertable(conn)
     return SchemaStatus(
         server=server,
         phases=tuple(phases),
         features=_features(server),
         hypertable=hypertable,
-        jobs=_jobs(conn) if installed and server.edition is Edition.COMMUNITY else (),
-        aggregates=_aggregates(conn, server) if hypertable is not None else (),
+        jobs=jobs,
+        aggregates=_aggregates(conn, jobs, maintenance) if hypertable is not None else (),
+        schema_drift=check_schema(
+            conn,
+            server.edition,
+            pre_applied=not by_phase[Phase.PRE].pending,
+            post_applied=bool(post.applied) and not post.pending,
+        ),
+        worker_warnings=worker_warnings(conn, len(jobs)) if jobs else (),
+        maintenance=maintenance,
     )
 
 
 def _features(server: ServerInfo) -> tuple[Feature, ...]:
+    if server.edition is None:
+        unknown = "the timescaledb extension is not created in this database yet"
+        return tuple(
+            Feature(name, "unknown", unknown) for name in ("compression", "retention", "aggregates")
+        )
     if server.edition is Edition.COMMUNITY:
         return (
-            Feature("compression", "native", "compression policy after 7 days"),
-            Feature("retention", "native", "retention policy drops chunks after 90 days"),
-            Feature("aggregates", "native", "continuous aggregates, hourly refresh policies"),
+            Feature("compression", "native", f"compression policy after {_days(COMPRESS_AFTER)}"),
+            Feature(
+                "retention", "native", f"retention policy drops chunks after {_days(RETENTION)}"
+            ),
+            Feature("aggregates", "native", "continuous aggregates, refresh policies"),
         )
     return (
         Feature("compression", "unavailable", "not in the Apache edition of TimescaleDB"),
-        Feature("retention", "fallback", "`analytics-migrate maintain` drops chunks > 90 days"),
+        Feature(
+            "retention",
+            "fallback",
+            f"`analytics-migrate maintain` drops chunks older than {_days(RETENTION)}",
+        ),
         Feature("aggregates", "fallback", "materialized views refreshed by `maintain`"),
     )
+
+
+def _days(duration: timedelta) -> str:
+    return f"{duration.days} day{'s' if duration.days != 1 else ''}"
 
 
 def _hypertable(conn: psycopg.Connection[Any]) -> HypertableStatus | None:
@@ -225,36 +280,6 @@ def _hypertable(conn: psycopg.Connection[Any]) -> HypertableStatus | None:
     )
 
 
-def _jobs(conn: psycopg.Connection[Any]) -> tuple[JobStatus, ...]:
-    cur = conn.cursor(row_factory=dict_row)
-    rows = cur.execute(
-        """
-        SELECT j.job_id, j.proc_name, j.hypertable_name, j.schedule_interval::text AS schedule,
-               s.last_run_started_at, s.last_run_status, s.next_start,
-               (SELECT e.err_message FROM timescaledb_information.job_errors e
-                 WHERE e.job_id = j.job_id ORDER BY e.finish_time DESC LIMIT 1) AS last_error
-        FROM timescaledb_information.jobs j
-        LEFT JOIN timescaledb_information.job_stats s USING (job_id)
-        WHERE j.job_id >= 1000
-        ORDER BY j.job_id
-        """
-    ).fetchall()
-    names = _materialization_names(conn)
-    return tuple(
-        JobStatus(
-            job_id=row["job_id"],
-            kind=str(row["proc_name"]).removeprefix("policy_"),
-            relation=names.get(str(row["hypertable_name"]), str(row["hypertable_name"])),
-            schedule_interval=row["schedule"],
-            last_run_at=row["last_run_started_at"],
-            last_run_status=row["last_run_status"],
-            next_start=row["next_start"],
-            last_error=row["last_error"],
-        )
-        for row in rows
-    )
-
-
 def _materialization_names(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Internal materialization hypertable name -> continuous aggregate name."""
     rows = conn.execute(
@@ -264,22 +289,36 @@ def _materialization_names(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return {str(internal): str(view) for internal, view in rows}
 
 
-def _aggregates(conn: psycopg.Connection[Any], server: ServerInfo) -> tuple[AggregateStatus, ...]:
-    continuous: set[str] = set()
-    if server.edition is Edition.COMMUNITY:
-        continuous = set(_materialization_names(conn).values())
+def _aggregates(
+    conn: psycopg.Connection[Any],
+    jobs: tuple[JobStatus, ...],
+    maintenance: tuple[MaintenanceRun, ...],
+) -> tuple[AggregateStatus, ...]:
+    continuous = set(_materialization_names(conn).values())
     matviews = {
         str(name) for (name,) in conn.execute("SELECT matviewname FROM pg_matviews").fetchall()
     }
+    views = {str(name) for (name,) in conn.execute("SELECT viewname FROM pg_views").fetchall()}
+    refreshed: dict[str, list[datetime]] = {}
+    for job in jobs:
+        if job.kind == "refresh_continuous_aggregate":
+            maintained = job.maintenance.last_success_at if job.maintenance else None
+            times = [t for t in (job.last_success_at, maintained) if t is not None]
+            refreshed.setdefault(job.relation, []).extend(times)
+    for run in maintenance:
+        if run.job_id is None and run.last_success_at is not None:
+            refreshed.setdefault(run.task.removeprefix("refresh "), []).append(run.last_success_at)
     result = []
     for aggregate in AGGREGATES:
         kind: str | None = None
         watermark = latest = None
         if aggregate.name in continuous:
             kind = "continuous aggregate"
+            # An aggregate with nothing materialized has the minimum timestamp as its
+            # watermark: finite for PostgreSQL, out of range for Python; it reads as None.
             row = conn.execute(
-                """
-                SELECT CASE WHEN isfinite(w) THEN w END
+                f"""
+                SELECT {in_python_range("w")}
                 FROM _timescaledb_catalog.continuous_agg h,
                      _timescaledb_functions.to_timestamp(
                          _timescaledb_functions.cagg_watermark(h.mat_hypertable_id)) AS w
@@ -290,15 +329,20 @@ def _aggregates(conn: psycopg.Connection[Any], server: ServerInfo) -> tuple[Aggr
             watermark = row[0] if row else None
         elif aggregate.name in matviews:
             kind = "materialized view"
+        elif aggregate.name in views:
+            kind = "view"
         if kind is not None and _is_populated(conn, aggregate.name):
             row = conn.execute(
-                sql.SQL("SELECT max({}) FROM {}").format(
-                    sql.Identifier(aggregate.time_column),
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(in_python_range("max({column})")).format(
+                        column=sql.Identifier(aggregate.time_column)
+                    ),
                     sql.Identifier(aggregate.name),
                 )
             ).fetchone()
             latest = row[0] if row else None
-        result.append(AggregateStatus(aggregate.name, kind, watermark, latest))
+        last_refreshed_at = max(refreshed.get(aggregate.name, []), default=None)
+        result.append(AggregateStatus(aggregate.name, kind, watermark, latest, last_refreshed_at))
     return tuple(result)
 
 
