@@ -200,7 +200,7 @@ def status(
     if as_json:
         print_json(report.to_json())
     else:
-        _render_status(report)
+        render_status(report)
     if not report.up_to_date:
         raise typer.Exit(EXIT_PENDING)
     if check_jobs and report.unhealthy_jobs:
@@ -345,7 +345,8 @@ def repair(
     raise typer.Exit(EXIT_PENDING if result.remaining else EXIT_OK)
 
 
-def _render_status(report: migrate.SchemaStatus) -> None:
+def render_status(report: migrate.SchemaStatus) -> None:
+    """``status`` for people: Rich tables on stdout, warnings and job problems on stderr."""
     server = report.server
     edition = f"{server.edition} edition" if server.edition else "edition unknown until `pre`"
     out.print(
@@ -402,7 +403,7 @@ def _render_status(report: migrate.SchemaStatus) -> None:
             if agg.watermark is not None:
                 materialized = f"{agg.watermark:%Y-%m-%d %H:%M}"
             elif agg.kind == "continuous aggregate":
-                materialized = "nothing materialized yet"
+                materialized = "nothing yet"
             else:
                 materialized = ""
             aggregates.add_row(
