@@ -1,11 +1,14 @@
 """analytics-core: typed product-analytics events, a non-blocking writer and their schema.
 
-The client is re-exported here; the event models live in ``analytics_core.events``, test
-doubles in ``analytics_core.testing`` and the schema tooling in ``analytics_core.migrate``.
+The client, its public types and the root exception are re-exported here; the event models
+live in ``analytics_core.events``, test doubles in ``analytics_core.testing``, the read side
+in ``analytics_core.queries`` and the schema tooling in ``analytics_core.migrate``.
 """
 
 from __future__ import annotations
 
-from analytics_core.client import AnalyticsClient, ClientStats, OnError, Tracker
+from analytics_core.client import AnalyticsClient
+from analytics_core.errors import AnalyticsCoreError
+from analytics_core.tracker import ClientStats, OnError, Tracker
 
-__all__ = ["AnalyticsClient", "ClientStats", "OnError", "Tracker"]
+__all__ = ["AnalyticsClient", "AnalyticsCoreError", "ClientStats", "OnError", "Tracker"]

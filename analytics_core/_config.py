@@ -14,7 +14,8 @@ from typing import Final
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from analytics_core._tracker import OnError
+from analytics_core._checks import bounded_int, seconds
+from analytics_core.tracker import OnError
 
 __all__ = ["ClientConfig"]
 
@@ -31,25 +32,6 @@ _TCP_DEFAULTS: Final = {
     "keepalives_interval": "5",
     "keepalives_count": "3",
 }
-
-
-def _number(name: str, value: object, *, minimum: float, inclusive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    number = float(value)
-    too_small = number < minimum if inclusive else number <= minimum
-    if not math.isfinite(number) or too_small:
-        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return number
-
-
-def _integer(name: str, value: object, *, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +74,8 @@ class ClientConfig:
                 f"service must be 1 to {_MAX_SERVICE_LENGTH} characters without NUL, "
                 f"got {len(service)} characters; use a short name such as 'platform'"
             )
-        batch = _integer("batch_size", batch_size, minimum=1, maximum=_MAX_BATCH_SIZE)
-        queue_size = _integer("max_queue_size", max_queue_size, minimum=1, maximum=2**31 - 1)
+        batch = bounded_int(batch_size, "batch_size", minimum=1, maximum=_MAX_BATCH_SIZE)
+        queue_size = bounded_int(max_queue_size, "max_queue_size", minimum=1, maximum=2**31 - 1)
         if queue_size < batch:
             raise ValueError(
                 f"max_queue_size ({queue_size}) must be at least batch_size ({batch}), "
@@ -104,21 +86,19 @@ class ClientConfig:
                 f"on_error must be a callable(events, exception) or None, not "
                 f"{type(on_error).__name__}"
             )
-        connect_s = _number("connect_timeout", connect_timeout, minimum=0, inclusive=False)
-        statement_s = _number("statement_timeout", statement_timeout, minimum=0, inclusive=False)
+        connect_s = seconds(connect_timeout, "connect_timeout", allow_zero=False)
+        statement_s = seconds(statement_timeout, "statement_timeout", allow_zero=False)
         config = cls(
             conninfo="",
             service=service,
             batch_size=batch,
-            flush_interval=_number("flush_interval", flush_interval, minimum=0, inclusive=False),
+            flush_interval=seconds(flush_interval, "flush_interval", allow_zero=False),
             max_queue_size=queue_size,
             on_error=on_error,  # checked callable above
-            shutdown_timeout=_number(
-                "shutdown_timeout", shutdown_timeout, minimum=0, inclusive=True
-            ),
+            shutdown_timeout=seconds(shutdown_timeout, "shutdown_timeout"),
             connect_timeout=connect_s,
             statement_timeout=statement_s,
-            max_backoff=_number("max_backoff", max_backoff, minimum=0, inclusive=False),
+            max_backoff=seconds(max_backoff, "max_backoff", allow_zero=False),
         )
         if not connect:
             return config

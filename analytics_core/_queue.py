@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeAlias
 
-from analytics_core._tracker import ClientStats
 from analytics_core.events import AnalyticsEvent
+from analytics_core.tracker import ClientStats
 
 __all__ = ["EventQueue", "Item", "LocalIntake", "Stamp"]
 

@@ -57,21 +57,21 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from analytics_core._checks import seconds
 from analytics_core._config import ClientConfig
 from analytics_core._lifecycle import forget_client, register_client, register_writer
 from analytics_core._queue import EventQueue, LocalIntake
-from analytics_core._tracker import (
+from analytics_core._worker import Worker
+from analytics_core._writer import BatchWriter
+from analytics_core.events import AnalyticsEvent
+from analytics_core.tracker import (
     EVENT_CLASSES,
     ClientStats,
     OnError,
     Tracker,
     check_event,
-    check_timeout,
     check_timestamp,
 )
-from analytics_core._worker import Worker
-from analytics_core._writer import BatchWriter
-from analytics_core.events import AnalyticsEvent
 
 __all__ = ["AnalyticsClient", "ClientStats", "OnError", "Tracker"]
 
@@ -179,7 +179,7 @@ class AnalyticsClient:
         queued) or they were dropped by a timed-out ``close()``. Blocks the calling thread;
         raises ``RuntimeError`` when called from ``on_error``.
         """
-        deadline = time.monotonic() + check_timeout(timeout)
+        deadline = time.monotonic() + seconds(timeout, "timeout")
         worker = self._worker
         if worker is None:
             return True
@@ -194,7 +194,7 @@ class AnalyticsClient:
         dropped (a COPY already sent finishes on its own). Idempotent: a later call waits for
         the same shutdown. ``track()`` after close returns False and counts a drop.
         """
-        deadline = time.monotonic() + check_timeout(timeout)
+        deadline = time.monotonic() + seconds(timeout, "timeout")
         self._begin_close()
         return self._finish_close(deadline)
 

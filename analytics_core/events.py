@@ -39,6 +39,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from analytics_core._checks import aware_datetime
+from analytics_core.errors import AnalyticsCoreError
+
 __all__ = [
     "EVENT_TYPES",
     "AnalyticsEvent",
@@ -584,7 +587,7 @@ EVENT_TYPES: Mapping[str, type[BaseEvent]] = _event_types()
 _EVENT_ADAPTER: TypeAdapter[AnalyticsEvent] = TypeAdapter(AnalyticsEvent)
 
 
-class InvalidEventError(ValueError):
+class InvalidEventError(AnalyticsCoreError, ValueError):
     """A payload or event type is not a valid analytics event.
 
     ``str(error)`` names every offending field by path (``task_completed.duration_ms: ...``);
@@ -771,16 +774,12 @@ class EnrichedEvent(BaseModel):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _reject_naive(cls, value: Any) -> Any:
-        if isinstance(value, datetime) and value.utcoffset() is None:
-            raise ValueError(
-                "naive datetime (no timezone); pass an aware one such as datetime.now(UTC)"
-            )
-        return value
+        return aware_datetime(value, "timestamp") if isinstance(value, datetime) else value
 
     @field_validator("timestamp")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo is UTC else value.astimezone(UTC)
+        return aware_datetime(value, "timestamp")
 
     # A property rather than a computed field: a computed field would be serialised, and the
     # serialised form would then fail to validate back under extra="forbid".

@@ -620,7 +620,8 @@ def test_enriched_event_rejects_naive_datetime() -> None:
         EnrichedEvent.of(SAMPLES["task_created"], "api", timestamp=datetime(2024, 5, 1, 12))
     assert caught.value.errors()[0]["loc"] == ("timestamp",)
     assert caught.value.errors()[0]["msg"] == (
-        "Value error, naive datetime (no timezone); pass an aware one such as datetime.now(UTC)"
+        "Value error, timestamp is a naive datetime (2024-05-01T12:00:00): pass a "
+        "timezone-aware one such as datetime.now(UTC)"
     )
 
 

@@ -835,7 +835,7 @@ def test_windows_reject_naive_and_inverted_ranges() -> None:
         q.TimeWindow.days(date(2024, 1, 2), date(2024, 1, 1))
     with pytest.raises(ValueError, match="must be a date"):
         q.TimeWindow.days(aware, date(2024, 1, 1))
-    with pytest.raises(ValueError, match="must be a datetime"):
+    with pytest.raises(TypeError, match="must be a timezone-aware datetime"):
         q.TimeWindow("2024-01-01", aware)  # type: ignore[arg-type]
 
 

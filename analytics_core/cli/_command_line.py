@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from analytics_core.migrate.dsn import resolve_database_url
+from analytics_core.connection import resolve_database_url
 
 EXIT_ERROR = 2
 

@@ -28,8 +28,9 @@ from analytics_core.cli._command_line import (
     print_json,
     resolve_url,
 )
-from analytics_core.migrate import Edition, MigrateError, PendingPreDeploy, Phase
-from analytics_core.migrate.dsn import MissingDatabaseUrl, scrub
+from analytics_core.connection import scrub
+from analytics_core.errors import AnalyticsCoreError
+from analytics_core.migrate import Edition, PendingPreDeploy, Phase
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 _LOCK_WAIT_SECONDS = DEFAULT_LOCK_WAIT.total_seconds()
@@ -86,9 +87,7 @@ def _errors(url: str | None) -> Iterator[None]:
         yield
     except PendingPreDeploy as error:
         fail(str(error), EXIT_PENDING)
-    except MigrateError as error:
-        fail(scrub(str(error), url))
-    except (MissingDatabaseUrl, ValueError) as error:
+    except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
     except psycopg.Error as error:
         # Anything the library did not anticipate still gets the documented exit code.

@@ -31,7 +31,8 @@ from analytics_core.cli._command_line import (
     print_json,
     resolve_url,
 )
-from analytics_core.migrate.dsn import libpq_url, scrub
+from analytics_core.connection import connect, scrub
+from analytics_core.errors import AnalyticsCoreError
 
 EXIT_OK = 0
 
@@ -52,7 +53,6 @@ app = typer.Typer(
 )
 
 
-_CONNECT_TIMEOUT_S = 10
 
 Since = Annotated[
     str | None,
@@ -136,34 +136,18 @@ def _window(
 
 @contextmanager
 def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
-    """A read-only autocommit connection; database errors become a message and exit 2.
+    """A read-only autocommit connection; errors become a message and exit 2.
 
     Autocommit so that every statement sees the newest events (``--watch`` runs for long).
     """
     url = resolve_url(explicit_url)
     try:
-        conn = psycopg.connect(
-            libpq_url(url),
-            autocommit=True,
-            connect_timeout=_CONNECT_TIMEOUT_S,
-            application_name="analytics-report",
-        )
-    except psycopg.Error as error:
-        fail(f"cannot connect to the database: {scrub(str(error).strip(), url)}")
-    try:
-        with conn:
-            conn.execute("SET default_transaction_read_only = on")
+        with connect(url, application_name="analytics-report", read_only=True) as conn:
             yield conn
-    except psycopg.errors.UndefinedTable as error:
-        detail = error.diag.message_primary or str(error)
-        fail(
-            f"{scrub(detail, url)}: the analytics schema is missing or incomplete; "
-            "run `analytics-migrate all` against this database first"
-        )
+    except (AnalyticsCoreError, ValueError) as error:
+        fail(scrub(str(error), url))
     except psycopg.Error as error:
         fail(f"the query failed: [{error.sqlstate or '?????'}] {scrub(str(error).strip(), url)}")
-    except ValueError as error:
-        fail(scrub(str(error), url))
 
 
 def _run(url: str | None, query: Callable[[psycopg.Connection[Any]], _T]) -> _T:

@@ -1,11 +1,19 @@
-"""Where the database is, and how to talk about it without leaking its password."""
+"""The URL as yoyo takes it. Resolving, masking and opening connections live in
+:mod:`analytics_core.connection`; their names stay importable from here."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from datetime import timedelta
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from analytics_core.connection import (
+    ENV_VARS,
+    libpq_url,
+    mask_password,
+    resolve_database_url,
+    scrub,
+)
+from analytics_core.errors import MissingDatabaseUrl
 
 __all__ = [
     "ENV_VARS",
@@ -16,42 +24,6 @@ __all__ = [
     "scrub",
     "yoyo_url",
 ]
-
-#: Environment variables consulted, in order, when no URL is given explicitly.
-ENV_VARS = ("DATABASE_URL", "PLATFORM_DATABASE_URL")
-
-_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
-
-
-class MissingDatabaseUrl(ValueError):
-    """No database URL was given and none is set in the environment."""
-
-
-def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """Return the URL from ``explicit``, else ``DATABASE_URL``, else ``PLATFORM_DATABASE_URL``.
-
-    Raises MissingDatabaseUrl when none is set and ValueError for a URL that is not a
-    PostgreSQL URL (the message shows it with the password masked).
-    """
-    env = os.environ if environ is None else environ
-    url = explicit or next((env[name] for name in ENV_VARS if env.get(name)), None)
-    if not url:
-        raise MissingDatabaseUrl(
-            "no database URL: pass --database-url or set DATABASE_URL (or PLATFORM_DATABASE_URL)"
-        )
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _SCHEMES:
-        raise ValueError(
-            f"not a PostgreSQL URL: {mask_password(url)} "
-            "(expected postgresql://user:password@host:port/database)"
-        )
-    return url
-
-
-def libpq_url(url: str) -> str:
-    """The URL as libpq (psycopg) accepts it: without SQLAlchemy-style driver suffixes."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="postgresql"))
 
 
 def yoyo_url(url: str, lock_timeout: timedelta | None = None) -> str:
@@ -68,35 +40,3 @@ def yoyo_url(url: str, lock_timeout: timedelta | None = None) -> str:
         query = [(key, value) for key, value in query if key != "options"]
         query.append(("options", " ".join([*options, f"-c lock_timeout={millis}"])))
     return urlunsplit(parts._replace(scheme="postgresql+psycopg", query=urlencode(query)))
-
-
-def _password(url: str) -> str | None:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return password
-
-
-def mask_password(url: str) -> str:
-    """The URL with its password replaced by ``***`` (unchanged when it has none)."""
-    password = _password(url)
-    if not password:
-        return url
-    parts = urlsplit(url)
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
-
-
-def scrub(text: str, url: str | None) -> str:
-    """Remove the password of ``url`` from ``text`` (for error messages from drivers)."""
-    if url is None:
-        return text
-    password = _password(url)
-    if not password:
-        return text
-    text = text.replace(url, mask_password(url))
-    for form in {password, unquote(password)}:
-        text = text.replace(form, "***")
-    return text

@@ -6,6 +6,8 @@ of the command line see the same distinctions.
 
 from __future__ import annotations
 
+from analytics_core.errors import AnalyticsCoreError, ConnectionFailed
+
 __all__ = [
     "ConnectionFailed",
     "LockTimeout",
@@ -16,12 +18,8 @@ __all__ = [
 ]
 
 
-class MigrateError(Exception):
+class MigrateError(AnalyticsCoreError):
     """Base class: the command could not complete; nothing after the failure was applied."""
-
-
-class ConnectionFailed(MigrateError):
-    """The database could not be reached. The message never contains a password."""
 
 
 class PreflightError(MigrateError):

@@ -30,10 +30,10 @@ import psycopg
 from psycopg import sql
 from yoyo import get_backend, read_migrations
 
-from analytics_core.migrate.dsn import libpq_url, scrub, yoyo_url
+from analytics_core import connection
+from analytics_core.migrate.dsn import yoyo_url
 from analytics_core.migrate.edition import Edition, ServerInfo, check_preflight, inspect_server
 from analytics_core.migrate.errors import (
-    ConnectionFailed,
     LockTimeout,
     MigrateError,
     MigrationFailed,
@@ -88,21 +88,10 @@ Progress = Callable[[str, int, int], None]
 
 
 def connect(url: str, *, read_only: bool = False, timeout: float = 10.0) -> psycopg.Connection[Any]:
-    """Open an autocommit connection; raise ConnectionFailed (password scrubbed) on failure."""
-    try:
-        conn = psycopg.connect(
-            libpq_url(url),
-            autocommit=True,
-            connect_timeout=max(1, round(timeout)),
-            application_name="analytics-migrate",
-        )
-    except psycopg.Error as error:
-        raise ConnectionFailed(
-            f"cannot connect to the database: {scrub(str(error).strip(), url)}"
-        ) from None
-    if read_only:
-        conn.execute("SET default_transaction_read_only = on")
-    return conn
+    """Open an autocommit connection as ``analytics-migrate``; ConnectionFailed on failure."""
+    return connection.connect(
+        url, application_name="analytics-migrate", read_only=read_only, timeout=timeout
+    )
 
 
 def plan(

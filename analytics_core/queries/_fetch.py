@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from analytics_core.errors import SchemaNotMigrated
 from analytics_core.queries._window import require_aware
 
 __all__ = ["database_now", "fetch_all", "fetch_one", "utc"]
@@ -20,9 +21,18 @@ def fetch_all(
     query: sql.SQL | sql.Composed,
     params: Mapping[str, Any] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """Every row of ``query`` as tuples, whatever row factory ``conn`` was opened with."""
+    """Every row of ``query`` as tuples, whatever row factory ``conn`` was opened with.
+
+    Raises SchemaNotMigrated when a relation or function of the schema is missing.
+    """
     with conn.cursor(row_factory=tuple_row) as cursor:
-        cursor.execute(query, params)
+        try:
+            cursor.execute(query, params)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as error:
+            raise SchemaNotMigrated(
+                f"{error.diag.message_primary or error}: the analytics schema is missing or "
+                "incomplete; run `analytics-migrate all` against this database first"
+            ) from error
         return cursor.fetchall()
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from analytics_core._checks import aware_datetime, positive_int
+
 __all__ = ["TimeWindow", "require_aware", "require_positive"]
 
 # time_bucket()'s default origin (a Monday at midnight UTC). Day and hour buckets start at
@@ -14,26 +16,13 @@ _BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 
 
 def require_aware(value: datetime, name: str) -> datetime:
-    """``value`` converted to UTC; ValueError when it is naive or not a datetime.
-
-    Naive datetimes are refused rather than assumed to be UTC: a local wall-clock time taken
-    for UTC silently shifts every answer by the machine's offset.
-    """
-    if not isinstance(value, datetime):
-        raise ValueError(f"{name} must be a datetime, not {type(value).__name__}")
-    if value.utcoffset() is None:
-        raise ValueError(
-            f"{name} is a naive datetime ({value.isoformat()}): pass a timezone-aware one, "
-            "such as datetime(2024, 1, 31, tzinfo=UTC)"
-        )
-    return value.astimezone(UTC)
+    """``value`` converted to UTC; TypeError when it is not a datetime, ValueError when naive."""
+    return aware_datetime(value, name)
 
 
 def require_positive(value: int, name: str) -> int:
     """``value`` when it is an int of at least 1; ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
-    return value
+    return positive_int(value, name)
 
 
 @dataclass(frozen=True, slots=True)

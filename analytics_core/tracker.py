@@ -1,20 +1,20 @@
-"""What every tracker shares: the ``Tracker`` protocol, its ``ClientStats`` and argument checks.
+"""What every tracker shares: the ``Tracker`` protocol, its ``ClientStats``, ``OnError``.
 
 ``AnalyticsClient`` and the test doubles in ``analytics_core.testing`` implement the same
 surface, so application code can accept a ``Tracker`` and tests can hand it a
-``RecordingClient``. The checks here are the part of ``track()`` that does no I/O and is the
-same for all of them.
+``RecordingClient``. :func:`check_event` and :func:`check_timestamp` are the part of
+``track()`` that does no I/O and is the same for all of them.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Final, Protocol, Self, TypeAlias, runtime_checkable
 
+from analytics_core._checks import aware_datetime
 from analytics_core.events import EVENT_TYPES, AnalyticsEvent, BaseEvent
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "OnError",
     "Tracker",
     "check_event",
-    "check_timeout",
     "check_timestamp",
 ]
 
@@ -129,26 +128,6 @@ def check_event(event: object) -> None:
 
 def check_timestamp(timestamp: object) -> datetime:
     """``timestamp`` if it is a timezone-aware datetime; else ``TypeError`` or ``ValueError``."""
-    if not isinstance(timestamp, datetime):
-        raise TypeError(
-            f"timestamp must be a timezone-aware datetime, not {type(timestamp).__name__}"
-        )
-    if timestamp.utcoffset() is None:
-        raise ValueError(
-            "timestamp is a naive datetime (no timezone); pass an aware one such as "
-            "datetime.now(UTC)"
-        )
-    return timestamp
-
-
-def check_timeout(timeout: object, name: str = "timeout") -> float:
-    """``timeout`` as a float if it is a finite number of seconds >= 0, else ``ValueError``.
-
-    None (wait forever) is refused on purpose: every wait of a tracker is bounded.
-    """
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {type(timeout).__name__}")
-    value = float(timeout)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {timeout!r}")
-    return value
+    if isinstance(timestamp, datetime) and timestamp.utcoffset() is not None:
+        return timestamp  # the fast path: track() keeps the caller's zone until it encodes
+    return aware_datetime(timestamp, "timestamp")
