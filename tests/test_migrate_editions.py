@@ -271,3 +271,22 @@ def test_repair_turns_a_fallback_built_on_a_community_server_into_the_real_schem
     with psycopg.connect(database_url, autocommit=True) as conn:
         after = {a.name: aggregate_rows(conn, a.name) for a in AGGREGATES}
     assert_same(after, before)
+
+
+@pytest.mark.server
+def test_a_changed_chunk_interval_is_drift_that_repair_resets_for_new_chunks(
+    events_url: str,
+) -> None:
+    with psycopg.connect(events_url, autocommit=True) as conn:
+        conn.execute(f"SELECT set_chunk_time_interval('{EVENTS_TABLE}', INTERVAL '7 days')")
+        (drift,) = check_schema(
+            conn, inspect_server(conn).edition or Edition.APACHE,
+            pre_applied=True, post_applied=False,
+        )
+    assert str(drift) == f"chunk interval of {EVENTS_TABLE}: expected 1 day, found 7 days"
+    (step,) = plan_repair((drift,), Edition.APACHE)
+    with psycopg.connect(events_url, autocommit=True) as conn:
+        for statement in step.statements:
+            conn.execute(statement)
+        edition = inspect_server(conn).edition or Edition.APACHE
+        assert check_schema(conn, edition, pre_applied=True, post_applied=False) == ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -10,7 +11,19 @@ from analytics_core.events import EVENT_TYPES
 from analytics_core.migrate.edition import Edition
 from analytics_core.migrate.render import render
 from analytics_core.migrate.sources import Phase, load_migrations
-from analytics_core.schema import AGGREGATES, EVENT_COPY_COLUMNS, EVENTS_TABLE
+from analytics_core.schema import (
+    AGGREGATES,
+    CHUNK_INTERVAL,
+    COMPRESS_AFTER,
+    COMPRESS_ORDER_BY,
+    COMPRESS_SEGMENT_BY,
+    EVENT_COPY_COLUMNS,
+    EVENTS_TABLE,
+    REFRESH_END_OFFSET,
+    REFRESH_SCHEDULE,
+    REFRESH_START_OFFSET,
+    RETENTION,
+)
 
 MIGRATIONS = load_migrations()
 _VIEW = re.compile(r"CREATE MATERIALIZED VIEW (\w+)")
@@ -123,3 +136,49 @@ class TestRender:
     def test_rejects_malformed_tags_naming_the_line(self, template: str, message: str) -> None:
         with pytest.raises(ValueError, match=re.escape(message)):
             render(template, Edition.COMMUNITY)
+
+
+# --- The SQL's policy literals are the settings in schema.py --------------------------------
+
+_INTERVAL = r"INTERVAL '([^']+)'"
+
+
+def _interval(text: str) -> timedelta:
+    """A PostgreSQL interval literal of the forms the migrations use ('7 days', '1 hour')."""
+    count, unit = text.split()
+    return timedelta(**{unit.rstrip("s") + "s": int(count)})
+
+
+def _community_sql(phase: Phase) -> str:
+    return "\n".join(_statements(phase, Edition.COMMUNITY))
+
+
+def test_chunk_interval_literal_is_the_setting() -> None:
+    (literal,) = re.findall(rf"chunk_time_interval => {_INTERVAL}", _community_sql(Phase.PRE))
+    assert _interval(literal) == CHUNK_INTERVAL
+
+
+def test_compression_and_retention_literals_are_the_settings() -> None:
+    text = _community_sql(Phase.POST)
+    (compress,) = re.findall(rf"add_compression_policy\('{EVENTS_TABLE}', {_INTERVAL}", text)
+    (retain,) = re.findall(rf"add_retention_policy\('{EVENTS_TABLE}', {_INTERVAL}", text)
+    assert (_interval(compress), _interval(retain)) == (COMPRESS_AFTER, RETENTION)
+    (segment_by,) = re.findall(r"compress_segmentby = '([^']+)'", text)
+    (order_by,) = re.findall(r"compress_orderby = '([^']+)'", text)
+    assert tuple(column.strip() for column in segment_by.split(",")) == COMPRESS_SEGMENT_BY
+    assert [tuple(item.strip().replace('"', "").split()) for item in order_by.split(",")] == [
+        tuple(pair) for pair in COMPRESS_ORDER_BY
+    ]
+
+
+def test_every_refresh_policy_literal_is_the_setting() -> None:
+    policies = re.findall(
+        rf"add_continuous_aggregate_policy\('(\w+)',\s*start_offset => {_INTERVAL},"
+        rf"\s*end_offset => {_INTERVAL},\s*schedule_interval => {_INTERVAL}",
+        _community_sql(Phase.POST),
+    )
+    assert [name for name, *_ in policies] == [a.name for a in AGGREGATES]
+    for _, start, end, every in policies:
+        assert (_interval(start), _interval(end), _interval(every)) == (
+            REFRESH_START_OFFSET, REFRESH_END_OFFSET, REFRESH_SCHEDULE
+        )

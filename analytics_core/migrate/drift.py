@@ -21,6 +21,7 @@ import psycopg
 from analytics_core.migrate.edition import Edition
 from analytics_core.schema import (
     AGGREGATES,
+    CHUNK_INTERVAL,
     COMPRESS_AFTER,
     COMPRESS_ORDER_BY,
     COMPRESS_SEGMENT_BY,
@@ -38,6 +39,7 @@ class DriftKind(enum.StrEnum):
     """What kind of object differs; each kind has one repair."""
 
     HYPERTABLE = "hypertable"
+    CHUNK_INTERVAL = "chunk interval"
     AGGREGATE = "aggregate"
     REAL_TIME = "real-time aggregation"
     REFRESH_POLICY = "refresh policy"
@@ -76,15 +78,30 @@ def check_schema(
     if not pre_applied:
         return ()
     hypertable = conn.execute(
-        "SELECT compression_enabled FROM timescaledb_information.hypertables"
-        " WHERE hypertable_name = %s",
+        "SELECT h.compression_enabled,"
+        " extract(epoch FROM d.time_interval)::float8"
+        " FROM timescaledb_information.hypertables h"
+        " LEFT JOIN timescaledb_information.dimensions d"
+        "   ON d.hypertable_name = h.hypertable_name AND d.dimension_number = 1"
+        " WHERE h.hypertable_name = %s",
         (EVENTS_TABLE,),
     ).fetchone()
     if hypertable is None:
         return (SchemaDrift(DriftKind.HYPERTABLE, EVENTS_TABLE, "a hypertable", "no hypertable"),)
+    drift: list[SchemaDrift] = []
+    chunk_seconds = hypertable[1]
+    if chunk_seconds is not None and chunk_seconds != CHUNK_INTERVAL.total_seconds():
+        drift.append(
+            SchemaDrift(
+                DriftKind.CHUNK_INTERVAL,
+                EVENTS_TABLE,
+                _interval(CHUNK_INTERVAL),
+                _interval(timedelta(seconds=chunk_seconds)),
+            )
+        )
     if not post_applied:
-        return ()
-    drift = list(_aggregates(conn, edition))
+        return tuple(drift)
+    drift += _aggregates(conn, edition)
     if edition is Edition.COMMUNITY:
         drift += _compression(conn, compression_enabled=bool(hypertable[0]))
         drift += _policies(conn)

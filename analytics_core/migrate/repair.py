@@ -42,7 +42,7 @@ from analytics_core.migrate.runner import (
     milliseconds,
 )
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
-from analytics_core.schema import EVENTS_TABLE
+from analytics_core.schema import CHUNK_INTERVAL, EVENTS_TABLE
 
 # How the backfill migration refreshes an aggregate, on either edition.
 _REFRESH = r"(CALL refresh_continuous_aggregate\('|REFRESH MATERIALIZED VIEW )"
@@ -111,6 +111,17 @@ def plan_repair(
                     f"backfill {name}",
                     _matching(statements, rf"{_REFRESH}{name}\b"),
                     transactional=False,
+                )
+            )
+        elif item.kind is DriftKind.CHUNK_INTERVAL:
+            # Applies to chunks created from now on; existing chunks keep their size.
+            steps.append(
+                RepairStep(
+                    f"set the chunk interval of {name} for new chunks",
+                    (
+                        f"SELECT set_chunk_time_interval('{name}',"
+                        f" INTERVAL '{int(CHUNK_INTERVAL.total_seconds())} seconds')",
+                    ),
                 )
             )
         elif item.kind is DriftKind.REAL_TIME:
@@ -191,10 +202,10 @@ def _run_step(conn: psycopg.Connection[Any], step: RepairStep, lock_timeout: tim
                     sql.SQL("SET LOCAL lock_timeout = {}").format(milliseconds(lock_timeout))
                 )
                 for statement in step.statements:
-                    conn.execute(statement.encode())
+                    conn.execute(statement)
         else:
             for statement in step.statements:
-                conn.execute(statement.encode())
+                conn.execute(statement)
     except psycopg.Error as error:
         if conn.broken:
             raise
