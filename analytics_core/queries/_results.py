@@ -1,33 +1,16 @@
-"""The result types that several query modules share, and how every result becomes JSON."""
+"""The result types that several query modules share, and their base :class:`Result`."""
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-__all__ = ["DayCount", "EventRecord", "EventTypeCount", "HourCount", "Result", "jsonable"]
+from analytics_core._json import jsonable
 
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: datetimes and dates as ISO 8601, UUIDs as strings,
-    enums by value, dataclasses as objects, tuples as lists."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {field.name: jsonable(getattr(value, field.name)) for field in fields(value)}
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return jsonable(value.value)
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    return value
+__all__ = ["DayCount", "EventRecord", "EventTypeCount", "HourCount", "Result"]
 
 
 class Result:
