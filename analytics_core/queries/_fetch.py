@@ -10,8 +10,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from analytics_core._checks import aware_datetime
 from analytics_core.errors import SchemaNotMigrated
-from analytics_core.queries._window import require_aware
 
 __all__ = ["database_now", "fetch_all", "fetch_one", "utc"]
 
@@ -70,7 +70,7 @@ def database_now(conn: psycopg.Connection[Any], now: datetime | None) -> datetim
     caller's open transaction.
     """
     if now is not None:
-        return require_aware(now, "now")
+        return aware_datetime(now, "now")
     (value,) = fetch_one(conn, sql.SQL("SELECT statement_timestamp()"))
     assert isinstance(value, datetime)
     return utc(value)

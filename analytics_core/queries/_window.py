@@ -6,39 +6,31 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from analytics_core._checks import aware_datetime, positive_int
+from analytics_core._checks import aware_datetime
 
-__all__ = ["TimeWindow", "require_aware", "require_positive"]
+__all__ = ["TimeWindow"]
 
 # time_bucket()'s default origin (a Monday at midnight UTC). Day and hour buckets start at
 # UTC midnights and whole hours from here, as they do from the Unix epoch.
 _BUCKET_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 
 
-def require_aware(value: datetime, name: str) -> datetime:
-    """``value`` converted to UTC; TypeError when it is not a datetime, ValueError when naive."""
-    return aware_datetime(value, name)
-
-
-def require_positive(value: int, name: str) -> int:
-    """``value`` when it is an int of at least 1; ValueError otherwise."""
-    return positive_int(value, name)
-
-
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
     """The half-open interval ``[start, end)``, both ends timezone-aware and held in UTC.
 
-    Raises ValueError for a naive end, or when ``start`` is not strictly before ``end``
-    (an empty or inverted window is a caller's mistake, not a question with answer zero).
+    Raises TypeError for an end that is not a datetime, ValueError for a naive one, or when
+    ``start`` is not strictly before ``end`` (an empty or inverted window is a caller's
+    mistake, not a question with answer zero). Ends are checked by
+    :func:`analytics_core._checks.aware_datetime`, as every datetime argument is.
     """
 
     start: datetime
     end: datetime
 
     def __post_init__(self) -> None:
-        start = require_aware(self.start, "start")
-        end = require_aware(self.end, "end")
+        start = aware_datetime(self.start, "start")
+        end = aware_datetime(self.end, "end")
         if start >= end:
             raise ValueError(
                 f"empty or inverted window: start {start.isoformat()} must be before "
@@ -72,7 +64,7 @@ class TimeWindow:
         """The ``length`` of time that ends at ``end`` (exclusive)."""
         if length <= timedelta(0):
             raise ValueError(f"window length must be positive, got {length}")
-        end = require_aware(end, "end")
+        end = aware_datetime(end, "end")
         return cls(end - length, end)
 
     @property

@@ -22,9 +22,10 @@ from typing import Any, Final, LiteralString
 import psycopg
 from psycopg import sql
 
+from analytics_core._checks import aware_datetime, positive_int
 from analytics_core.queries._fetch import database_now, fetch_all, fetch_one, utc
 from analytics_core.queries._results import DayCount, EventRecord, EventTypeCount, Result
-from analytics_core.queries._window import TimeWindow, require_aware, require_positive
+from analytics_core.queries._window import TimeWindow
 from analytics_core.schema import EVENTS_TABLE
 
 __all__ = [
@@ -177,7 +178,7 @@ def top_event_types(
 
     Reads ``analytics_events``. Raises ValueError when ``limit`` is below 1.
     """
-    require_positive(limit, "limit")
+    positive_int(limit, "limit")
     return event_type_counts(conn, entity, window)[:limit]
 
 
@@ -273,11 +274,11 @@ def activity_log(
     Reads ``analytics_events``. ``before`` (exclusive) pages back: pass the oldest timestamp
     of the previous page. Raises ValueError for ``limit`` below 1 or a naive ``before``.
     """
-    require_positive(limit, "limit")
+    positive_int(limit, "limit")
     where, params = _where(entity)
     if before is not None:
         where = sql.SQL('{} AND "timestamp" < %(before)s').format(where)
-        params["before"] = require_aware(before, "before")
+        params["before"] = aware_datetime(before, "before")
     rows = fetch_all(
         conn,
         _select(_EVENT_COLUMNS, where, 'ORDER BY "timestamp" DESC, id DESC LIMIT %(limit)s'),
@@ -310,7 +311,7 @@ def is_inactive(
     exactly ``days`` days before ``now`` still counts as activity. ``now`` defaults to the
     database's clock. Reads ``analytics_events``. Raises ValueError for ``days`` below 1.
     """
-    require_positive(days, "days")
+    positive_int(days, "days")
     at = database_now(conn, now)
     where, params = _where(entity)
     inner = _select(sql.SQL("1"), sql.SQL('{} AND "timestamp" >= %(since)s').format(where))
@@ -334,7 +335,7 @@ def daily_event_counts(
     defaults to the database's clock. Reads ``analytics_events``. Raises ValueError for
     ``days`` below 1.
     """
-    require_positive(days, "days")
+    positive_int(days, "days")
     today = database_now(conn, now).date()
     first = today - timedelta(days=days - 1)
     window = TimeWindow.days(first, today)
@@ -426,7 +427,7 @@ def entity_summary(
     Reads ``analytics_events``. ``now`` defaults to the database's clock. Raises ValueError
     for ``inactive_days`` below 1.
     """
-    require_positive(inactive_days, "inactive_days")
+    positive_int(inactive_days, "inactive_days")
     at = database_now(conn, now)
     counts = event_type_counts(conn, entity)
     first = first_event(conn, entity)
@@ -467,7 +468,7 @@ def leaderboard(
     by id. Payload ids that are not canonical UUID text are left out. Raises ValueError for
     ``limit`` below 1.
     """
-    require_positive(limit, "limit")
+    positive_int(limit, "limit")
     kind = EntityKind(kind)
     key = _KEY[kind]
     where = sql.SQL(

@@ -18,9 +18,10 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
+from analytics_core._checks import positive_int
 from analytics_core.queries._fetch import database_now, fetch_all, fetch_one, utc
 from analytics_core.queries._results import EventRecord, EventTypeCount, Result
-from analytics_core.queries._window import TimeWindow, require_positive
+from analytics_core.queries._window import TimeWindow
 from analytics_core.schema import EVENTS_TABLE
 
 __all__ = [
@@ -55,7 +56,7 @@ class LiveTopTypes(Result):
 
 
 def _window(conn: psycopg.Connection[Any], minutes: int, now: datetime | None) -> TimeWindow:
-    require_positive(minutes, "minutes")
+    positive_int(minutes, "minutes")
     return TimeWindow.trailing(timedelta(minutes=minutes), database_now(conn, now))
 
 
@@ -96,7 +97,7 @@ def top_event_types_now(
 
     Reads ``analytics_events``. Raises ValueError for ``minutes`` or ``limit`` below 1.
     """
-    require_positive(limit, "limit")
+    positive_int(limit, "limit")
     window = _window(conn, minutes, now)
     query = sql.SQL(
         "SELECT event_type, count(*) FROM {} WHERE {} "
@@ -112,7 +113,7 @@ def recent_events(conn: psycopg.Connection[Any], limit: int = 20) -> tuple[Event
     Reads ``analytics_events``, walking the primary key backwards from the newest chunk.
     Raises ValueError for ``limit`` below 1.
     """
-    require_positive(limit, "limit")
+    positive_int(limit, "limit")
     query = sql.SQL(
         'SELECT "timestamp", event_type, service, user_id, event_id, data FROM {} '
         'ORDER BY "timestamp" DESC, id DESC LIMIT %(limit)s'
@@ -148,8 +149,8 @@ def live_snapshot(
 
     Reads ``analytics_events``. Raises ValueError for ``minutes`` or ``limit`` below 1.
     """
-    require_positive(minutes, "minutes")
-    require_positive(limit, "limit")
+    positive_int(minutes, "minutes")
+    positive_int(limit, "limit")
     at = database_now(conn, now)
     return LiveSnapshot(
         as_of=at,
