@@ -111,7 +111,7 @@ def _apply(
             progress=report,
         )
     if as_json:
-        print_json({"applied": list(result.applied), "edition": result.server.edition})
+        print_json(result.to_json())
     elif result.applied:
         out.print(f"applied {len(result.applied)} migration(s): {', '.join(result.applied)}")
     else:
@@ -222,40 +222,20 @@ def dry_run(
 ) -> None:
     """Show the pending migrations in order, with their SQL and whether each runs in a
     transaction. Changes nothing; works on a read-only connection."""
-    applied: frozenset[str] = frozenset()
-    choice = None
+    url = None
     if edition is None or database_url or _env_has_url():
         url = resolve_url(database_url)
-        with _errors(url), migrate.connect(url, read_only=True) as conn:
-            report = migrate.read_status(conn)
-        applied = frozenset(m.id for phase in report.phases for m in phase.applied)
-        choice = migrate.choose_edition(report.server, edition)
-    else:
-        choice = migrate.choose_edition(None, edition)
-    planned = migrate.plan(choice.edition, applied=applied)
+    with _errors(url):
+        result = migrate.dry_run(url, edition)
     if as_json:
-        print_json(
-            {
-                "edition": choice.edition,
-                "edition_assumed": choice.assumed,
-                "edition_reason": choice.reason,
-                "pending": [
-                    {
-                        "id": m.id,
-                        "phase": m.phase,
-                        "transactional": m.transactional,
-                        "statements": list(m.statements),
-                    }
-                    for m in planned
-                ],
-            }
-        )
+        print_json(result.to_json())
         return
+    choice = result.edition
     err.print(f"{choice.edition} edition: {choice.reason}", highlight=False)
-    if not planned:
+    if not result.pending:
         out.print(f"nothing pending ({choice.edition} edition)")
         return
-    for m in planned:
+    for m in result.pending:
         mode = "in one transaction" if m.transactional else "without a transaction, step by step"
         out.rule(f"[bold]{m.id}[/] · {m.phase} · {mode} · {len(m.statements)} statement(s)")
         out.print(

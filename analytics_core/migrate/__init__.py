@@ -31,7 +31,15 @@ from analytics_core.migrate.maintain import (
     maintain,
 )
 from analytics_core.migrate.repair import RepairResult, RepairStep, plan_repair, repair
-from analytics_core.migrate.runner import ApplyResult, PlannedMigration, apply, connect, plan
+from analytics_core.migrate.runner import (
+    ApplyResult,
+    DryRun,
+    PlannedMigration,
+    apply,
+    connect,
+    dry_run,
+    plan,
+)
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
 from analytics_core.migrate.status import SchemaStatus, read_status
 
@@ -41,6 +49,7 @@ __all__ = [
     "ApplyResult",
     "ConnectionFailed",
     "DriftKind",
+    "DryRun",
     "Edition",
     "EditionChoice",
     "JobStatus",
@@ -64,6 +73,7 @@ __all__ = [
     "check_schema",
     "choose_edition",
     "connect",
+    "dry_run",
     "load_migrations",
     "maintain",
     "mask_password",

@@ -39,6 +39,7 @@ class Edition(enum.StrEnum):
 class ServerInfo:
     """Facts about a server, read without changing anything."""
 
+    #: ``server_version`` as PostgreSQL reports it, e.g. "15.20 (Debian 15.20-0+deb12u1)".
     postgres_version: str
     #: Available (installable) TimescaleDB version, or None when the extension is absent.
     timescaledb_available: str | None
@@ -48,6 +49,7 @@ class ServerInfo:
     #: ``CREATE EXTENSION timescaledb`` has run in this database: with only the loader in
     #: ``shared_preload_libraries``, the licensed library is not loaded yet.
     license: str | None
+    #: Whether timescaledb is in ``shared_preload_libraries`` (or linked into the server).
     preloaded: bool
 
     @property
@@ -59,6 +61,7 @@ class ServerInfo:
 
     @property
     def timescaledb_version(self) -> str | None:
+        """The installed version, else the one ``CREATE EXTENSION`` would install."""
         return self.timescaledb_installed or self.timescaledb_available
 
 
@@ -125,7 +128,9 @@ class EditionChoice:
     """The edition to render migrations for, and why: read from the database or assumed."""
 
     edition: Edition
+    #: True when the database could not say (no extension yet, or no database given).
     assumed: bool
+    #: Why this edition, in words, e.g. "timescaledb.license is 'timescale'".
     reason: str
 
 

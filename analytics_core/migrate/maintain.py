@@ -41,8 +41,11 @@ _POLL_S = 0.5
 class TaskResult:
     """One unit of upkeep: what ran and how it ended (the others run even if one fails)."""
 
+    #: What it did, e.g. "compression analytics_events (job 1000)".
     name: str
+    #: False only for outcome "failed".
     ok: bool
+    #: "done", "N chunk(s) dropped", the error with its SQLSTATE, or why it was skipped.
     detail: str
     #: "done"; "done concurrently" (it failed because another session, normally the
     #: scheduler, did the same work at the same time, and that work is verified done);
@@ -52,11 +55,14 @@ class TaskResult:
 
 @dataclass(frozen=True, slots=True)
 class MaintenanceResult:
+    """One round of :func:`maintain`: the tasks in the order they ran."""
+
     edition: Edition
     tasks: tuple[TaskResult, ...]
 
     @property
     def ok(self) -> bool:
+        """True when no task failed (skipped and concurrently done tasks are fine)."""
         return all(task.ok for task in self.tasks)
 
     def to_json(self) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class RepairStep:
 
 @dataclass(frozen=True, slots=True)
 class RepairResult:
+    """What :func:`repair` found and did."""
+
     edition: Edition
     #: The drift found before repairing, and the steps run (all of them, or raised).
     found: tuple[SchemaDrift, ...]

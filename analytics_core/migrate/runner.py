@@ -32,7 +32,14 @@ from yoyo import get_backend, read_migrations
 
 from analytics_core import connection
 from analytics_core.migrate.dsn import yoyo_url
-from analytics_core.migrate.edition import Edition, ServerInfo, check_preflight, inspect_server
+from analytics_core.migrate.edition import (
+    Edition,
+    EditionChoice,
+    ServerInfo,
+    check_preflight,
+    choose_edition,
+    inspect_server,
+)
 from analytics_core.migrate.errors import (
     LockTimeout,
     MigrateError,
@@ -46,10 +53,12 @@ __all__ = [
     "DEFAULT_DDL_LOCK_TIMEOUT",
     "DEFAULT_LOCK_WAIT",
     "ApplyResult",
+    "DryRun",
     "PlannedMigration",
     "Progress",
     "apply",
     "connect",
+    "dry_run",
     "inspect_url",
     "plan",
 ]
@@ -69,18 +78,52 @@ _LOCK_NOT_AVAILABLE = "55P03"
 class PlannedMigration:
     """A pending migration as it would run on a given edition."""
 
+    #: The file's stem, e.g. ``post_0002_aggregates``; yoyo's ledger key.
     id: str
     phase: Phase
+    #: False when the file says ``-- transactional: false``: each statement commits alone.
     transactional: bool
+    #: The SQL as yoyo runs it, one statement each, rendered for the edition.
     statements: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "phase": self.phase,
+            "transactional": self.transactional,
+            "statements": list(self.statements),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What a deploy would apply, without applying it (``analytics-migrate dry-run``)."""
+
+    #: The edition the SQL is rendered for, and whether it was read, chosen or assumed.
+    edition: EditionChoice
+    #: The pending migrations in the order they would apply.
+    pending: tuple[PlannedMigration, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "edition": self.edition.edition,
+            "edition_assumed": self.edition.assumed,
+            "edition_reason": self.edition.reason,
+            "pending": [migration.to_json() for migration in self.pending],
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     """What :func:`apply` did."""
 
+    #: Ids of the migrations applied by this call, in order; empty when up to date.
     applied: tuple[str, ...]
+    #: The server as it is after the last phase (its edition known once ``pre`` ran).
     server: ServerInfo
+
+    def to_json(self) -> dict[str, Any]:
+        return {"applied": list(self.applied), "edition": self.server.edition}
 
 
 #: Called with (migration id, steps done, step count) as each step starts and once at the end.
@@ -113,6 +156,27 @@ def plan(
             transactional, statements = migration.statements(edition)
             planned.append(PlannedMigration(migration.id, phase, transactional, statements))
     return planned
+
+
+def dry_run(
+    url: str | None,
+    edition: Edition | None = None,
+    migrations: dict[Phase, list[MigrationFile]] | None = None,
+) -> DryRun:
+    """The pending migrations of the database at ``url`` (or of an empty database when
+    ``url`` is None), rendered for ``edition`` or else the database's own.
+
+    Read-only: works on a replica or with ``default_transaction_read_only=on``. Raises
+    ConnectionFailed.
+    """
+    applied: frozenset[str] = frozenset()
+    server = None
+    if url is not None:
+        with connect(url, read_only=True) as conn:
+            server = inspect_server(conn)
+            applied = frozenset(read_ledger(conn).applied)
+    choice = choose_edition(server, edition)
+    return DryRun(choice, tuple(plan(choice.edition, applied=applied, migrations=migrations)))
 
 
 def apply(

@@ -45,7 +45,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AppliedMigration:
+    """A migration in the ledger."""
+
     id: str
+    #: When yoyo applied it (UTC).
     applied_at: datetime
     #: True when the file changed after it was applied (or is gone): the database no longer
     #: matches what the repository says it ran.
@@ -54,6 +57,8 @@ class AppliedMigration:
 
 @dataclass(frozen=True, slots=True)
 class PhaseStatus:
+    """The migrations of one phase: applied ones with their state, pending ids in order."""
+
     phase: Phase
     applied: tuple[AppliedMigration, ...]
     pending: tuple[str, ...]
@@ -63,16 +68,22 @@ class PhaseStatus:
 class Feature:
     """How one capability is provided on this server."""
 
+    #: "compression", "retention" or "aggregates".
     name: str
-    #: "native", "fallback" (our replacement on the Apache edition) or "unavailable".
+    #: "native", "fallback" (our replacement on the Apache edition), "unavailable", or
+    #: "unknown" before the extension exists in the database.
     mode: str
+    #: How it is provided, in words derived from the settings (e.g. "after 7 days").
     detail: str
 
 
 @dataclass(frozen=True, slots=True)
 class HypertableStatus:
+    """The events table's chunks and size."""
+
     chunks: int
     compressed_chunks: int
+    #: Table, indexes and TOAST of every chunk, compressed ones at their compressed size.
     total_bytes: int
     #: Bytes before / after compression of the compressed chunks, when any are compressed.
     before_compression_bytes: int | None
@@ -80,6 +91,7 @@ class HypertableStatus:
 
     @property
     def compression_ratio(self) -> float | None:
+        """Bytes before over bytes after compression; None while nothing is compressed."""
         if not self.before_compression_bytes or not self.after_compression_bytes:
             return None
         return self.before_compression_bytes / self.after_compression_bytes
@@ -87,6 +99,8 @@ class HypertableStatus:
 
 @dataclass(frozen=True, slots=True)
 class AggregateStatus:
+    """One of the seven aggregates as it exists. Times are UTC."""
+
     name: str
     #: "continuous aggregate", "materialized view" or "view"; None when it does not exist.
     kind: str | None
@@ -101,6 +115,12 @@ class AggregateStatus:
 
 @dataclass(frozen=True, slots=True)
 class SchemaStatus:
+    """Everything ``analytics-migrate status`` reports, read in one pass.
+
+    ``hypertable``, ``jobs`` and ``aggregates`` are empty (None for the table) until the
+    extension exists in the database and the pre-deploy migrations created the table.
+    """
+
     server: ServerInfo
     phases: tuple[PhaseStatus, ...]
     features: tuple[Feature, ...]
