@@ -3,26 +3,31 @@
 Every function takes an open ``psycopg.Connection`` first and returns a frozen dataclass (or a
 tuple of them) whose ``to_json()`` gives plain JSON types. Windows are :class:`TimeWindow`
 values: half-open, timezone-aware, held in UTC; every bucket and hour of the day is UTC.
+Import everything from here; the modules below are where each answer is computed.
 
-- Product metrics answer from the aggregates only, one module per product area, each reading
-  one aggregate: :mod:`~analytics_core.queries.active_user_counts`,
-  :mod:`~analytics_core.queries.latency`, :mod:`~analytics_core.queries.tasks`,
-  :mod:`~analytics_core.queries.integrations`, :mod:`~analytics_core.queries.auth`,
-  :mod:`~analytics_core.queries.cocoons` and :mod:`~analytics_core.queries.errors`.
-  Aggregates hold whole UTC buckets, so these answer for every bucket the window overlaps and
-  return the window they actually cover as ``window``. How fresh they are depends on the
-  edition: on the Community edition the aggregates are continuous aggregates with real-time
-  aggregation (current to the last committed event); on the Apache edition they are
-  materialized views, as fresh as the last ``analytics-migrate maintain``. The SQL is the same
-  on both.
-- :mod:`~analytics_core.queries.entity` and :mod:`~analytics_core.queries.live` read the raw
-  events table, through its indexes.
+The answers come from two sources, one subpackage each:
 
-Arguments are validated before any SQL runs: a naive datetime, an empty or inverted window,
-an id that is not a UUID or a count below 1 raises ``ValueError``. Each call runs read-only
-statements synchronously and blocks until they finish; database errors (a schema that was
-never migrated, a lost connection) propagate as ``psycopg.Error``. On a connection that is
-not in autocommit mode the statements run inside, and leave open, the caller's transaction.
+- :mod:`~analytics_core.queries.metrics`: product metrics, from the aggregates only, one
+  module per aggregate (``active_users``, ``api_latency``, ``tasks``, ``integrations``,
+  ``auth``, ``cocoons``, ``error_counts``). They answer for every whole UTC bucket the
+  window overlaps and return that window as ``window``; on the Apache edition they are as
+  fresh as the last ``analytics-migrate maintain``.
+- :mod:`~analytics_core.queries.raw_events`: what the aggregates cannot say, from the raw
+  events table through its indexes: :mod:`~analytics_core.queries.raw_events.entity` (one
+  user, project or cocoon) and :mod:`~analytics_core.queries.raw_events.live` (the last few
+  minutes).
+
+Private modules here hold what both use: the window (``_window``), running a statement
+(``_fetch``), the shared result types (``_results``) and undefined-when-empty ratios
+(``_ratio``).
+
+Arguments are validated before any SQL runs, by :mod:`analytics_core._checks` as everywhere in
+the package: a datetime that is not one raises ``TypeError``; a naive datetime, an empty or
+inverted window, an id that is not a UUID or a count below 1 raises ``ValueError``. Each call
+runs read-only statements synchronously and blocks until they finish. A schema that was never
+migrated raises :class:`~analytics_core.errors.SchemaNotMigrated`; other database errors (a
+lost connection) propagate as ``psycopg.Error``. On a connection that is not in autocommit
+mode the statements run inside, and leave open, the caller's transaction.
 
 >>> from datetime import date
 >>> from analytics_core.queries import TimeWindow, active_users
@@ -39,16 +44,35 @@ from analytics_core.queries._results import (
     Result,
 )
 from analytics_core.queries._window import TimeWindow
-from analytics_core.queries.active_user_counts import (
+from analytics_core.queries.metrics.active_users import (
     MAU_DAYS,
     WAU_DAYS,
     ActiveUsersDay,
     ActiveUsersSeries,
     active_users,
 )
-from analytics_core.queries.auth import AuthBreakdown, AuthReport, auth_activity
-from analytics_core.queries.cocoons import CocoonActivity, CocoonReport, cocoon_activity
-from analytics_core.queries.entity import (
+from analytics_core.queries.metrics.api_latency import (
+    ApiLatencyReport,
+    EndpointHour,
+    EndpointSummary,
+    PercentileEstimate,
+    api_latency,
+)
+from analytics_core.queries.metrics.auth import AuthBreakdown, AuthReport, auth_activity
+from analytics_core.queries.metrics.cocoons import CocoonActivity, CocoonReport, cocoon_activity
+from analytics_core.queries.metrics.error_counts import (
+    ErrorHour,
+    ErrorReport,
+    ErrorTotal,
+    error_counts,
+)
+from analytics_core.queries.metrics.integrations import (
+    IntegrationHealthReport,
+    ProviderHealth,
+    integration_health,
+)
+from analytics_core.queries.metrics.tasks import TaskDay, TaskReport, task_stats
+from analytics_core.queries.raw_events.entity import (
     Entity,
     EntityKind,
     EntitySummary,
@@ -70,20 +94,7 @@ from analytics_core.queries.entity import (
     peak_hour,
     top_event_types,
 )
-from analytics_core.queries.errors import ErrorHour, ErrorReport, ErrorTotal, error_counts
-from analytics_core.queries.integrations import (
-    IntegrationHealthReport,
-    ProviderHealth,
-    integration_health,
-)
-from analytics_core.queries.latency import (
-    ApiLatencyReport,
-    EndpointHour,
-    EndpointSummary,
-    PercentileEstimate,
-    api_latency,
-)
-from analytics_core.queries.live import (
+from analytics_core.queries.raw_events.live import (
     LiveCount,
     LiveSnapshot,
     LiveTopTypes,
@@ -93,7 +104,6 @@ from analytics_core.queries.live import (
     recent_events,
     top_event_types_now,
 )
-from analytics_core.queries.tasks import TaskDay, TaskReport, task_stats
 
 __all__ = [
     "MAU_DAYS",

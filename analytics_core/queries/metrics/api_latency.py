@@ -12,11 +12,11 @@ from typing import Any
 
 import psycopg
 
-from analytics_core.queries._buckets import read_buckets
 from analytics_core.queries._fetch import utc
 from analytics_core.queries._ratio import ratio
 from analytics_core.queries._results import Result
 from analytics_core.queries._window import TimeWindow
+from analytics_core.queries.metrics._buckets import read_buckets
 from analytics_core.schema import API_LATENCY_HOURLY
 
 __all__ = [

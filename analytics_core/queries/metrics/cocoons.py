@@ -12,10 +12,10 @@ from typing import Any
 
 import psycopg
 
-from analytics_core.queries._buckets import read_buckets
 from analytics_core.queries._fetch import utc
 from analytics_core.queries._results import Result
 from analytics_core.queries._window import TimeWindow
+from analytics_core.queries.metrics._buckets import read_buckets
 from analytics_core.schema import COCOON_ACTIVITY_DAILY
 
 __all__ = ["CocoonActivity", "CocoonReport", "cocoon_activity"]

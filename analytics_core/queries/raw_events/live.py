@@ -128,7 +128,7 @@ def recent_events(conn: psycopg.Connection[Any], limit: int = 20) -> tuple[Event
 
 @dataclass(frozen=True, slots=True)
 class LiveSnapshot(Result):
-    """Everything :mod:`live` answers, as of one instant."""
+    """Everything :mod:`.live` answers, as of one instant."""
 
     as_of: datetime
     minutes: int
