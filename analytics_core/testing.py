@@ -27,8 +27,8 @@ import threading
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from analytics_core._queue import LocalIntake, Stamp
 from analytics_core.client import AnalyticsClient
+from analytics_core.client._queue import LocalIntake, Stamp
 from analytics_core.events import AnalyticsEvent, BaseEvent, EnrichedEvent
 
 __all__ = ["NullClient", "RecordingClient"]

@@ -23,10 +23,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_core import AnalyticsClient
-from analytics_core._config import ClientConfig
-from analytics_core._queue import EventQueue
-from analytics_core._worker import Worker
-from analytics_core._writer import BatchWriter, build_batch
+from analytics_core.client._config import ClientConfig
+from analytics_core.client._queue import EventQueue
+from analytics_core.client._worker import Worker
+from analytics_core.client._writer import BatchWriter, build_batch
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE

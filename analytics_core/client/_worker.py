@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from analytics_core._backoff import Backoff
-from analytics_core._config import ClientConfig
-from analytics_core._log import Throttle, logger
-from analytics_core._queue import EventQueue, Item
-from analytics_core._sqlstate import Failure, classify, describe
-from analytics_core._writer import Batch, BatchWriter, Row, build_batch, event_id_of
+from analytics_core.client._backoff import Backoff
+from analytics_core.client._config import ClientConfig
+from analytics_core.client._log import Throttle, logger
+from analytics_core.client._queue import EventQueue, Item
+from analytics_core.client._sqlstate import Failure, classify, describe
+from analytics_core.client._writer import Batch, BatchWriter, Row, build_batch, event_id_of
 from analytics_core.events import AnalyticsEvent
 
 __all__ = ["Worker"]

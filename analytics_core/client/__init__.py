@@ -58,11 +58,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from analytics_core._checks import seconds
-from analytics_core._config import ClientConfig
-from analytics_core._lifecycle import forget_client, register_client, register_writer
-from analytics_core._queue import EventQueue, LocalIntake
-from analytics_core._worker import Worker
-from analytics_core._writer import BatchWriter
+from analytics_core.client._config import ClientConfig
+from analytics_core.client._lifecycle import forget_client, register_client, register_writer
+from analytics_core.client._queue import EventQueue, LocalIntake
+from analytics_core.client._worker import Worker
+from analytics_core.client._writer import BatchWriter
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import (
     EVENT_CLASSES,

@@ -32,7 +32,7 @@ from typing import Any, Final, TypeAlias
 import psycopg
 from psycopg import sql
 
-from analytics_core._queue import Item
+from analytics_core.client._queue import Item
 from analytics_core.events import (
     EVENT_TYPES,
     AnalyticsEvent,

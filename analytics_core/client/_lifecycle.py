@@ -21,8 +21,8 @@ import time
 import weakref
 from typing import Final, Protocol
 
-from analytics_core._log import logger
-from analytics_core._writer import BatchWriter
+from analytics_core.client._log import logger
+from analytics_core.client._writer import BatchWriter
 
 __all__ = ["forget_client", "register_client", "register_writer"]
 
