@@ -135,6 +135,42 @@ def test_status_reports_a_migration_edited_after_it_was_applied(
     assert code == 1
     assert json.loads(out)["drifted"] == ["post_0003_refresh_policies"]
 
+    # A deploy refuses to go on from a drifted schema, unless told to.
+    code, out, err = run("all", url=database_url)
+    assert code == 1 and out == ""
+    assert "post_0003_refresh_policies was edited after it was applied" in " ".join(err.split())
+    code, out, _ = run("all", "--allow-drift", url=database_url)
+    assert code == 0 and "nothing to apply" in out
+
+
+def test_an_applied_migration_whose_file_is_gone_is_drift(
+    database_url: str, migrations_copy: Path
+) -> None:
+    assert run("all", url=database_url)[0] == 0
+    (migrations_copy / "post" / "post_0003_refresh_policies.sql").unlink()
+    code, out, _ = run("status", "--json", url=database_url)
+    assert code == 1
+    document = json.loads(out)
+    assert document["unknown_migrations"] == ["post_0003_refresh_policies"]
+    assert document["drifted"] == ["post_0003_refresh_policies"]
+    code, out, _ = run("status", url=database_url)
+    assert "no file" in out
+    code, _, err = run("post", url=database_url)
+    assert code == 1
+    assert "post_0003_refresh_policies is applied but has no file here" in " ".join(err.split())
+
+
+def test_a_deploy_refuses_a_schema_that_drifted_until_repaired(database_url: str) -> None:
+    assert run("all", url=database_url)[0] == 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP MATERIALIZED VIEW {AGGREGATES[0].name}")
+    code, _, err = run("all", url=database_url)
+    assert code == 1
+    assert f"aggregate of {AGGREGATES[0].name}" in err and "repair" in err
+    assert run("repair", url=database_url)[0] == 0
+    code, out, _ = run("all", url=database_url)
+    assert code == 0 and "nothing to apply" in out
+
 
 def test_post_refuses_while_pre_is_pending(database_url: str) -> None:
     code, _, err = run("post", url=database_url)

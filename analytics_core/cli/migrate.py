@@ -30,7 +30,7 @@ from analytics_core.cli._command_line import (
 )
 from analytics_core.connection import scrub
 from analytics_core.errors import AnalyticsCoreError
-from analytics_core.migrate import Edition, PendingPreDeploy, Phase
+from analytics_core.migrate import DriftDetected, Edition, PendingPreDeploy, Phase
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 _LOCK_WAIT_SECONDS = DEFAULT_LOCK_WAIT.total_seconds()
@@ -79,13 +79,22 @@ DdlLockTimeout = Annotated[
     ),
 ]
 
+AllowDrift = Annotated[
+    bool,
+    typer.Option(
+        "--allow-drift",
+        help="Apply even when an applied migration file was edited or is missing, or the "
+        "schema differs from what the migrations build (default: refuse, exit 1).",
+    ),
+]
+
 
 @contextmanager
 def _errors(url: str | None) -> Iterator[None]:
     """Turn library errors into a message on stderr and the documented exit code."""
     try:
         yield
-    except PendingPreDeploy as error:
+    except (PendingPreDeploy, DriftDetected) as error:
         fail(str(error), EXIT_PENDING)
     except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
@@ -97,8 +106,10 @@ def _errors(url: str | None) -> Iterator[None]:
 def _apply(
     url_option: str | None,
     phases: tuple[Phase, ...],
+    *,
     lock_wait: float,
     ddl_lock_timeout: float,
+    allow_drift: bool,
     as_json: bool,
 ) -> None:
     url = resolve_url(url_option)
@@ -109,6 +120,7 @@ def _apply(
             lock_wait=timedelta(seconds=lock_wait),
             ddl_lock_timeout=timedelta(seconds=ddl_lock_timeout),
             progress=report,
+            allow_drift=allow_drift,
         )
     if as_json:
         print_json(result.to_json())
@@ -146,10 +158,18 @@ def all_(
     database_url: DatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    allow_drift: AllowDrift = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply pre-deploy then post-deploy migrations. A no-op when up to date."""
-    _apply(database_url, (Phase.PRE, Phase.POST), lock_wait, ddl_lock_timeout, as_json)
+    _apply(
+        database_url,
+        (Phase.PRE, Phase.POST),
+        lock_wait=lock_wait,
+        ddl_lock_timeout=ddl_lock_timeout,
+        allow_drift=allow_drift,
+        as_json=as_json,
+    )
 
 
 @app.command()
@@ -157,10 +177,18 @@ def pre(
     database_url: DatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    allow_drift: AllowDrift = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply pre-deploy migrations: what new application code writes to."""
-    _apply(database_url, (Phase.PRE,), lock_wait, ddl_lock_timeout, as_json)
+    _apply(
+        database_url,
+        (Phase.PRE,),
+        lock_wait=lock_wait,
+        ddl_lock_timeout=ddl_lock_timeout,
+        allow_drift=allow_drift,
+        as_json=as_json,
+    )
 
 
 @app.command()
@@ -168,13 +196,21 @@ def post(
     database_url: DatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
+    allow_drift: AllowDrift = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply post-deploy migrations (compression, retention, aggregates, backfill).
 
     Refuses (exit 1) while any pre-deploy migration is pending.
     """
-    _apply(database_url, (Phase.POST,), lock_wait, ddl_lock_timeout, as_json)
+    _apply(
+        database_url,
+        (Phase.POST,),
+        lock_wait=lock_wait,
+        ddl_lock_timeout=ddl_lock_timeout,
+        allow_drift=allow_drift,
+        as_json=as_json,
+    )
 
 
 @app.command()
@@ -352,6 +388,8 @@ def render_status(report: migrate.SchemaStatus) -> None:
             migrations.add_row(phase.phase, applied.id, state, when)
         for pending in phase.pending:
             migrations.add_row(phase.phase, pending, "[yellow]pending[/]", "")
+    for unknown in report.unknown_migrations:
+        migrations.add_row("?", unknown, "[red]no file[/]", "")
     out.print(migrations)
 
     if report.schema_drift:

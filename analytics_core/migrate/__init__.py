@@ -17,6 +17,7 @@ from analytics_core.migrate.edition import (
 )
 from analytics_core.migrate.errors import (
     ConnectionFailed,
+    DriftDetected,
     LockTimeout,
     MigrateError,
     MigrationFailed,
@@ -48,6 +49,7 @@ __all__ = [
     "MINIMUM_TIMESCALEDB",
     "ApplyResult",
     "ConnectionFailed",
+    "DriftDetected",
     "DriftKind",
     "DryRun",
     "Edition",

@@ -10,6 +10,7 @@ from analytics_core.errors import AnalyticsCoreError, ConnectionFailed
 
 __all__ = [
     "ConnectionFailed",
+    "DriftDetected",
     "LockTimeout",
     "MigrateError",
     "MigrationFailed",
@@ -35,6 +36,20 @@ class PendingPreDeploy(MigrateError):
             "pre-deploy migrations are pending: "
             + ", ".join(pending)
             + ". Run `analytics-migrate pre` (or `all`) before `post`."
+        )
+
+
+class DriftDetected(MigrateError):
+    """The database is not what the migrations say they built: refused unless allowed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the schema has drifted: "
+            + "; ".join(problems)
+            + ". Run `analytics-migrate status` for details and `analytics-migrate repair` for "
+            "schema objects; restore edited or missing migration files from the release that "
+            "applied them; or pass --allow-drift to apply anyway."
         )
 
 

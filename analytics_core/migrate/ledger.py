@@ -6,12 +6,15 @@ ledger (``_yoyo_migration``); the runner writes our checksum table beside it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from analytics_core.migrate.sources import MigrationFile
 
 __all__ = ["CHECKSUM_TABLE", "LEDGER_TABLE", "Ledger", "read_ledger"]
 
@@ -25,6 +28,19 @@ class Ledger:
 
     applied: dict[str, datetime] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)
+
+    def edited(self, files: Iterable[MigrationFile]) -> tuple[str, ...]:
+        """Applied migrations whose file changed since it was applied."""
+        return tuple(
+            m.id
+            for m in files
+            if m.id in self.applied and self.checksums.get(m.id, m.checksum) != m.checksum
+        )
+
+    def unknown(self, files: Iterable[MigrationFile]) -> tuple[str, ...]:
+        """Applied migrations with no file here: deleted, renamed, or from a newer release."""
+        known = {m.id for m in files}
+        return tuple(sorted(mid for mid in self.applied if mid not in known))
 
 
 def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:

@@ -31,6 +31,7 @@ from psycopg import sql
 from yoyo import get_backend, read_migrations
 
 from analytics_core import connection
+from analytics_core.migrate.drift import check_schema
 from analytics_core.migrate.dsn import yoyo_url
 from analytics_core.migrate.edition import (
     Edition,
@@ -41,12 +42,13 @@ from analytics_core.migrate.edition import (
     inspect_server,
 )
 from analytics_core.migrate.errors import (
+    DriftDetected,
     LockTimeout,
     MigrateError,
     MigrationFailed,
     PendingPreDeploy,
 )
-from analytics_core.migrate.ledger import CHECKSUM_TABLE, read_ledger
+from analytics_core.migrate.ledger import CHECKSUM_TABLE, Ledger, read_ledger
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations, write_rendered
 
 __all__ = [
@@ -187,13 +189,16 @@ def apply(
     ddl_lock_timeout: timedelta = DEFAULT_DDL_LOCK_TIMEOUT,
     progress: Progress | None = None,
     migrations: dict[Phase, list[MigrationFile]] | None = None,
+    allow_drift: bool = False,
 ) -> ApplyResult:
     """Apply the pending migrations of ``phases`` (in the order given) and return their ids.
 
     Blocks while another deploy holds the migration lock, for at most ``lock_wait``.
     Raises PreflightError before changing anything when the server cannot run the schema,
     PendingPreDeploy when POST is asked for alone while PRE migrations are pending,
-    LockTimeout, MigrationFailed (earlier migrations stay applied) or ConnectionFailed.
+    DriftDetected (unless ``allow_drift``) when an applied file was edited or is missing or
+    the schema differs from what the applied migrations build, LockTimeout, MigrationFailed
+    (earlier migrations stay applied) or ConnectionFailed.
     """
     files = migrations or load_migrations()
     with connect(url) as conn:
@@ -201,6 +206,8 @@ def apply(
         check_preflight(server)
         with deploy_lock(conn, lock_wait):
             ledger = read_ledger(conn)
+            if not allow_drift:
+                _refuse_drift(conn, server, ledger, files)
             if Phase.PRE not in phases and Phase.POST in phases:
                 pending_pre = [m.id for m in files[Phase.PRE] if m.id not in ledger.applied]
                 if pending_pre:
@@ -222,6 +229,27 @@ def apply(
                 )
             server = inspect_url(url)
     return ApplyResult(tuple(applied), server)
+
+
+def _refuse_drift(
+    conn: psycopg.Connection[Any],
+    server: ServerInfo,
+    ledger: Ledger,
+    files: dict[Phase, list[MigrationFile]],
+) -> None:
+    every_file = [m for phase in Phase for m in files[phase]]
+    problems = [f"{mid} was edited after it was applied" for mid in ledger.edited(every_file)]
+    problems += [f"{mid} is applied but has no file here" for mid in ledger.unknown(every_file)]
+    if server.edition is not None:
+        done = {phase: all(m.id in ledger.applied for m in files[phase]) for phase in Phase}
+        problems += map(
+            str,
+            check_schema(
+                conn, server.edition, pre_applied=done[Phase.PRE], post_applied=done[Phase.POST]
+            ),
+        )
+    if problems:
+        raise DriftDetected(problems)
 
 
 def inspect_url(url: str) -> ServerInfo:

@@ -134,6 +134,9 @@ class SchemaStatus:
     worker_warnings: tuple[str, ...] = ()
     #: What ``analytics-migrate maintain`` last did, per task.
     maintenance: tuple[MaintenanceRun, ...] = ()
+    #: Migrations in the ledger with no file in this package (deleted, renamed, or applied
+    #: by a newer release): drift.
+    unknown_migrations: tuple[str, ...] = ()
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -141,12 +144,14 @@ class SchemaStatus:
 
     @property
     def drifted(self) -> tuple[str, ...]:
-        """Applied migrations whose file changed since (the schema's own drift is separate)."""
-        return tuple(m.id for phase in self.phases for m in phase.applied if m.drifted)
+        """Applied migrations whose file changed since, and those whose file is gone (the
+        schema's own drift is ``schema_drift``)."""
+        edited = tuple(m.id for phase in self.phases for m in phase.applied if m.drifted)
+        return edited + self.unknown_migrations
 
     @property
     def up_to_date(self) -> bool:
-        """Nothing pending, no edited migration, and the schema is what they build."""
+        """Nothing pending, no edited or missing migration, and the schema is what they build."""
         return not self.pending and not self.drifted and not self.schema_drift
 
     @property
@@ -192,22 +197,25 @@ def read_status(
     ledger = read_ledger(conn)
     phases = []
     for phase in Phase:
+        edited = set(ledger.edited(files[phase]))
         applied, pending = [], []
         for migration in files[phase]:
             if migration.id in ledger.applied:
-                recorded = ledger.checksums.get(migration.id)
                 applied.append(
                     AppliedMigration(
                         migration.id,
                         ledger.applied[migration.id],
-                        drifted=recorded is not None and recorded != migration.checksum,
+                        drifted=migration.id in edited,
                     )
                 )
             else:
                 pending.append(migration.id)
         phases.append(PhaseStatus(phase, tuple(applied), tuple(pending)))
+    unknown = ledger.unknown(m for phase in Phase for m in files[phase])
     if server.timescaledb_installed is None or server.edition is None:
-        return SchemaStatus(server, tuple(phases), _features(server), None, (), ())
+        return SchemaStatus(
+            server, tuple(phases), _features(server), None, (), (), unknown_migrations=unknown
+        )
     by_phase = {status.phase: status for status in phases}
     post = by_phase[Phase.POST]
     post_applied_at = max((m.applied_at for m in post.applied), default=None)
@@ -231,6 +239,7 @@ def read_status(
         ),
         worker_warnings=worker_warnings(conn, len(jobs)) if jobs else (),
         maintenance=maintenance,
+        unknown_migrations=unknown,
     )
 
 
