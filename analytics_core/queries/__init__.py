@@ -36,13 +36,7 @@ mode the statements run inside, and leave open, the caller's transaction.
 
 from __future__ import annotations
 
-from analytics_core.queries._results import (
-    DayCount,
-    EventRecord,
-    EventTypeCount,
-    HourCount,
-    Result,
-)
+from analytics_core.queries._results import DayCount, EventTypeCount, HourCount, Result
 from analytics_core.queries._window import TimeWindow
 from analytics_core.queries.metrics.active_users import (
     MAU_DAYS,
@@ -72,6 +66,7 @@ from analytics_core.queries.metrics.integrations import (
     integration_health,
 )
 from analytics_core.queries.metrics.tasks import TaskDay, TaskReport, task_stats
+from analytics_core.queries.raw_events._record import EventRecord
 from analytics_core.queries.raw_events.entity import (
     Entity,
     EntityKind,

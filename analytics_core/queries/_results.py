@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from analytics_core._json import jsonable
 
-__all__ = ["DayCount", "EventRecord", "EventTypeCount", "HourCount", "Result"]
+__all__ = ["DayCount", "EventTypeCount", "HourCount", "Result"]
 
 
 class Result:
@@ -49,15 +47,3 @@ class EventTypeCount(Result):
 
     event_type: str
     count: int
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord(Result):
-    """One row of the raw events table, with its JSON payload decoded."""
-
-    timestamp: datetime
-    event_type: str
-    service: str
-    user_id: uuid.UUID | None
-    event_id: uuid.UUID
-    data: Mapping[str, Any]

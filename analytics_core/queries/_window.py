@@ -1,4 +1,4 @@
-"""Validated, UTC time windows: the one shape of "when" every query takes."""
+"""Validated UTC time windows, the one shape of "when" every query takes; their days and hours."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from analytics_core._checks import aware_datetime
 
-__all__ = ["TimeWindow"]
+__all__ = ["TimeWindow", "days_of", "hours_of"]
 
 # time_bucket()'s default origin (a Monday at midnight UTC). Day and hour buckets start at
 # UTC midnights and whole hours from here, as they do from the Unix epoch.
@@ -84,3 +84,15 @@ class TimeWindow:
 
     def to_json(self) -> dict[str, Any]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+def days_of(window: TimeWindow) -> list[date]:
+    """Every UTC day ``window`` overlaps, oldest first."""
+    first, last = window.start.date(), (window.end - timedelta(days=1)).date()
+    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+
+
+def hours_of(window: TimeWindow) -> list[datetime]:
+    """The start of every hour of ``window``, which must be whole hours; oldest first."""
+    count = int(window.duration / timedelta(hours=1))
+    return [window.start + timedelta(hours=offset) for offset in range(count)]

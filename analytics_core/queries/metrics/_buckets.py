@@ -1,4 +1,4 @@
-"""Reading the buckets of an aggregate that a window overlaps, and listing those buckets.
+"""Reading the buckets of an aggregate that a window overlaps.
 
 Aggregates hold whole UTC buckets (a day from 00:00 UTC, an hour from hh:00 UTC), so a query
 answers for every bucket its window overlaps: :meth:`TimeWindow.covering` widens the window,
@@ -8,7 +8,7 @@ and the widened window is the one a result reports.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, LiteralString
 
 import psycopg
@@ -18,7 +18,7 @@ from analytics_core.queries._fetch import fetch_all, utc
 from analytics_core.queries._window import TimeWindow
 from analytics_core.schema import Aggregate
 
-__all__ = ["aggregate_identifiers", "bucket_day", "days_of", "hours_of", "read_buckets"]
+__all__ = ["aggregate_identifiers", "bucket_day", "read_buckets"]
 
 
 def aggregate_identifiers(aggregate: Aggregate) -> dict[str, sql.Composable]:
@@ -49,15 +49,3 @@ def read_buckets(
 def bucket_day(value: datetime) -> date:
     """The UTC day of a daily bucket's timestamptz."""
     return utc(value).date()
-
-
-def days_of(window: TimeWindow) -> list[date]:
-    """Every UTC day ``window`` overlaps, oldest first."""
-    first, last = window.start.date(), (window.end - timedelta(days=1)).date()
-    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
-
-
-def hours_of(window: TimeWindow) -> list[datetime]:
-    """The start of every hour of ``window``, which must be whole hours; oldest first."""
-    count = int(window.duration / timedelta(hours=1))
-    return [window.start + timedelta(hours=offset) for offset in range(count)]

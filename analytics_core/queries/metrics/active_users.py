@@ -14,8 +14,8 @@ from psycopg import sql
 
 from analytics_core.queries._fetch import fetch_all
 from analytics_core.queries._results import Result
-from analytics_core.queries._window import TimeWindow
-from analytics_core.queries.metrics._buckets import aggregate_identifiers, days_of
+from analytics_core.queries._window import TimeWindow, days_of
+from analytics_core.queries.metrics._buckets import aggregate_identifiers
 from analytics_core.schema import DAILY_ACTIVE_USERS
 
 __all__ = ["MAU_DAYS", "WAU_DAYS", "ActiveUsersDay", "ActiveUsersSeries", "active_users"]

@@ -14,8 +14,8 @@ import psycopg
 
 from analytics_core.queries._ratio import ratio
 from analytics_core.queries._results import DayCount, Result
-from analytics_core.queries._window import TimeWindow
-from analytics_core.queries.metrics._buckets import bucket_day, days_of, read_buckets
+from analytics_core.queries._window import TimeWindow, days_of
+from analytics_core.queries.metrics._buckets import bucket_day, read_buckets
 from analytics_core.schema import AUTH_EVENTS_DAILY
 
 __all__ = ["AuthBreakdown", "AuthReport", "auth_activity"]

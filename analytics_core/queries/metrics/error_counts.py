@@ -14,8 +14,8 @@ import psycopg
 
 from analytics_core.queries._fetch import utc
 from analytics_core.queries._results import HourCount, Result
-from analytics_core.queries._window import TimeWindow
-from analytics_core.queries.metrics._buckets import hours_of, read_buckets
+from analytics_core.queries._window import TimeWindow, hours_of
+from analytics_core.queries.metrics._buckets import read_buckets
 from analytics_core.schema import ERRORS_HOURLY
 
 __all__ = ["ErrorHour", "ErrorReport", "ErrorTotal", "error_counts"]

@@ -24,8 +24,10 @@ from psycopg import sql
 
 from analytics_core._checks import aware_datetime, positive_int
 from analytics_core.queries._fetch import database_now, fetch_all, fetch_one, utc
-from analytics_core.queries._results import DayCount, EventRecord, EventTypeCount, Result
-from analytics_core.queries._window import TimeWindow
+from analytics_core.queries._ratio import ratio
+from analytics_core.queries._results import DayCount, EventTypeCount, Result
+from analytics_core.queries._window import TimeWindow, days_of
+from analytics_core.queries.raw_events._record import EVENT_COLUMNS, EventRecord
 from analytics_core.schema import EVENTS_TABLE
 
 __all__ = [
@@ -74,8 +76,6 @@ _KEY: Final = {
 # The text form the client writes; the leaderboard skips anything else so that every id it
 # returns can be looked up with the functions below.
 _CANONICAL_UUID: Final = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-
-_EVENT_COLUMNS: Final = sql.SQL('"timestamp", event_type, service, user_id, event_id, data')
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +138,6 @@ def _select(
     return sql.SQL("SELECT {} FROM {} WHERE {} ").format(
         columns, sql.Identifier(EVENTS_TABLE), where
     ) + sql.SQL(tail)
-
-
-def _record(row: tuple[Any, ...]) -> EventRecord:
-    timestamp, event_type, service, user_id, event_id, data = row
-    return EventRecord(utc(timestamp), event_type, service, user_id, event_id, data)
 
 
 # --- Counts by event type ----------------------------------------------------------------------
@@ -209,7 +204,7 @@ def event_share(
         _select(sql.SQL("count(*) FILTER (WHERE event_type = %(event_type)s), count(*)"), where),
         {**params, "event_type": event_type},
     )
-    return EventShare(event_type, count, total, None if total == 0 else count / total)
+    return EventShare(event_type, count, total, ratio(count, total))
 
 
 def count_between(
@@ -249,8 +244,8 @@ def has_done(conn: psycopg.Connection[Any], entity: Entity, event_type: str) -> 
 def _edge_event(conn: psycopg.Connection[Any], entity: Entity, order: str) -> EventRecord | None:
     where, params = _where(entity)
     tail = 'ORDER BY "timestamp" DESC, id DESC' if order == "last" else 'ORDER BY "timestamp", id'
-    rows = fetch_all(conn, _select(_EVENT_COLUMNS, where, tail + " LIMIT 1"), params)
-    return _record(rows[0]) if rows else None
+    rows = fetch_all(conn, _select(EVENT_COLUMNS, where, tail + " LIMIT 1"), params)
+    return EventRecord.from_row(rows[0]) if rows else None
 
 
 def first_event(conn: psycopg.Connection[Any], entity: Entity) -> EventRecord | None:
@@ -281,10 +276,10 @@ def activity_log(
         params["before"] = aware_datetime(before, "before")
     rows = fetch_all(
         conn,
-        _select(_EVENT_COLUMNS, where, 'ORDER BY "timestamp" DESC, id DESC LIMIT %(limit)s'),
+        _select(EVENT_COLUMNS, where, 'ORDER BY "timestamp" DESC, id DESC LIMIT %(limit)s'),
         {**params, "limit": limit},
     )
-    return tuple(_record(row) for row in rows)
+    return tuple(EventRecord.from_row(row) for row in rows)
 
 
 def days_since_last_activity(
@@ -350,10 +345,7 @@ def daily_event_counts(
         params,
     )
     found: dict[date, int] = dict(rows)
-    return tuple(
-        DayCount(day, found.get(day, 0))
-        for day in (first + timedelta(days=offset) for offset in range(days))
-    )
+    return tuple(DayCount(day, found.get(day, 0)) for day in days_of(window))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,10 @@ import psycopg
 from psycopg import sql
 
 from analytics_core._checks import positive_int
-from analytics_core.queries._fetch import database_now, fetch_all, fetch_one, utc
-from analytics_core.queries._results import EventRecord, EventTypeCount, Result
+from analytics_core.queries._fetch import database_now, fetch_all, fetch_one
+from analytics_core.queries._results import EventTypeCount, Result
 from analytics_core.queries._window import TimeWindow
+from analytics_core.queries.raw_events._record import EVENT_COLUMNS, EventRecord
 from analytics_core.schema import EVENTS_TABLE
 
 __all__ = [
@@ -114,16 +115,10 @@ def recent_events(conn: psycopg.Connection[Any], limit: int = 20) -> tuple[Event
     Raises ValueError for ``limit`` below 1.
     """
     positive_int(limit, "limit")
-    query = sql.SQL(
-        'SELECT "timestamp", event_type, service, user_id, event_id, data FROM {} '
-        'ORDER BY "timestamp" DESC, id DESC LIMIT %(limit)s'
-    ).format(_TABLE)
-    return tuple(
-        EventRecord(utc(ts), event_type, service, user_id, event_id, data)
-        for ts, event_type, service, user_id, event_id, data in fetch_all(
-            conn, query, {"limit": limit}
-        )
+    query = sql.SQL('SELECT {} FROM {} ORDER BY "timestamp" DESC, id DESC LIMIT %(limit)s').format(
+        EVENT_COLUMNS, _TABLE
     )
+    return tuple(EventRecord.from_row(row) for row in fetch_all(conn, query, {"limit": limit}))
 
 
 @dataclass(frozen=True, slots=True)
