@@ -6,7 +6,6 @@ Read-only throughout: ``status`` must work on a replica or with
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from analytics_core._json import jsonable
 from analytics_core.migrate._catalog import in_python_range
 from analytics_core.migrate.drift import SchemaDrift, check_schema
 from analytics_core.migrate.edition import Edition, ServerInfo, inspect_server
@@ -161,7 +161,7 @@ class SchemaStatus:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601 strings)."""
-        document: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        document: dict[str, Any] = jsonable(self)
         document["server"]["edition"] = self.server.edition
         document["schema_drift"] = [
             drift | {"object": str(self.schema_drift[n])}
@@ -175,16 +175,6 @@ class SchemaStatus:
             "up_to_date": self.up_to_date,
             "jobs_healthy": not self.unhealthy_jobs,
         }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def read_status(
