@@ -24,9 +24,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_core import AnalyticsClient
 from analytics_core.client._config import ClientConfig
+from analytics_core.client._connection import EventsConnection
+from analytics_core.client._encoder import build_batch
 from analytics_core.client._queue import EventQueue
 from analytics_core.client._worker import Worker
-from analytics_core.client._writer import BatchWriter, build_batch
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
@@ -191,11 +192,11 @@ def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) 
     for event in events:
         queue.put(event, time.time_ns())
     batch = build_batch(queue.take(), config.service)
-    earlier = BatchWriter(config.conninfo, config.statement_timeout_ms)
+    earlier = EventsConnection(config.conninfo, config.statement_timeout_ms)
     earlier.copy([batch.rows[i] for i in (1, 4, 5, 9)])
     earlier.close()
 
-    writer = BatchWriter(config.conninfo, config.statement_timeout_ms)
+    writer = EventsConnection(config.conninfo, config.statement_timeout_ms)
     worker = Worker(config, queue, writer)  # threads not started: deliver on this thread
     worker._deliver(batch)
     writer.close()

@@ -59,10 +59,10 @@ from typing import Any, Self
 
 from analytics_core._checks import seconds
 from analytics_core.client._config import ClientConfig
-from analytics_core.client._lifecycle import forget_client, register_client, register_writer
+from analytics_core.client._connection import EventsConnection
+from analytics_core.client._lifecycle import forget_client, register_client, register_connection
 from analytics_core.client._queue import EventQueue, LocalIntake
 from analytics_core.client._worker import Worker
-from analytics_core.client._writer import BatchWriter
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import (
     EVENT_CLASSES,
@@ -238,9 +238,9 @@ class AnalyticsClient:
     def _start_worker(self) -> None:
         config = self._config
         queue = EventQueue(config.max_queue_size, config.batch_size)
-        writer = BatchWriter(config.conninfo, config.statement_timeout_ms)
-        register_writer(writer)
-        worker = Worker(config, queue, writer)
+        connection = EventsConnection(config.conninfo, config.statement_timeout_ms)
+        register_connection(connection)
+        worker = Worker(config, queue, connection)
         self._intake = queue
         self._worker = worker
         worker.start()

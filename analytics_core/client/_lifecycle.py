@@ -1,8 +1,8 @@
 """Process lifecycle: what live clients do when the process forks and when it exits.
 
 - **Fork.** A child inherits the parent's memory but none of its threads, and shares its
-  sockets. ``os.register_at_fork`` runs ``_after_fork_in_child`` in the child: every writer
-  lets go of the parent's connection without sending on it, then every open client starts
+  sockets. ``os.register_at_fork`` runs ``_after_fork_in_child`` in the child: every client
+  connection lets go of the parent's session without sending on it, then every open client starts
   over with an empty queue, its own worker and (lazily) its own connection. Events queued in
   the parent stay the parent's to write. Only weak references are held, so registering never
   keeps a client alive.
@@ -21,10 +21,10 @@ import time
 import weakref
 from typing import Final, Protocol
 
+from analytics_core.client._connection import EventsConnection
 from analytics_core.client._log import logger
-from analytics_core.client._writer import BatchWriter
 
-__all__ = ["forget_client", "register_client", "register_writer"]
+__all__ = ["forget_client", "register_client", "register_connection"]
 
 
 class _Client(Protocol):
@@ -39,7 +39,7 @@ class _Client(Protocol):
 
 
 _clients: weakref.WeakSet[_Client] = weakref.WeakSet()
-_writers: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+_connections: weakref.WeakSet[EventsConnection] = weakref.WeakSet()
 
 
 class _Anchor:
@@ -59,18 +59,18 @@ def forget_client(client: _Client) -> None:
     _clients.discard(client)
 
 
-def register_writer(writer: BatchWriter) -> None:
-    """Make forked children let go of ``writer``'s connection, while it lives.
+def register_connection(connection: EventsConnection) -> None:
+    """Make forked children let go of ``connection``, while it lives.
 
-    Writers are tracked apart from clients: one whose client was garbage-collected may still
-    hold a connection while its worker drains.
+    Connections are tracked apart from clients: one whose client was garbage-collected may
+    still be open while its worker drains.
     """
-    _writers.add(writer)
+    _connections.add(connection)
 
 
 def _after_fork_in_child() -> None:
-    for writer in list(_writers):
-        writer.forget_after_fork()
+    for connection in list(_connections):
+        connection.forget_after_fork()
     clients = list(_clients)
     for client in clients:
         client._restart_in_child()

@@ -28,10 +28,11 @@ from typing import Final
 
 from analytics_core.client._backoff import Backoff
 from analytics_core.client._config import ClientConfig
+from analytics_core.client._connection import EventsConnection
+from analytics_core.client._encoder import Batch, Row, build_batch, event_id_of
 from analytics_core.client._log import Throttle, logger
 from analytics_core.client._queue import EventQueue, Item
 from analytics_core.client._sqlstate import Failure, classify, describe
-from analytics_core.client._writer import Batch, BatchWriter, Row, build_batch, event_id_of
 from analytics_core.events import AnalyticsEvent
 
 __all__ = ["Worker"]
@@ -133,10 +134,12 @@ class _Tally:
 class Worker:
     """Moves events from an ``EventQueue`` into the table; see the module docstring."""
 
-    def __init__(self, config: ClientConfig, queue: EventQueue, writer: BatchWriter) -> None:
+    def __init__(
+        self, config: ClientConfig, queue: EventQueue, connection: EventsConnection
+    ) -> None:
         self.queue = queue
         self._config = config
-        self._writer = writer
+        self._connection = connection
         self._handoff = _Handoff()
         self._closing = threading.Event()
         self._abort = threading.Event()
@@ -280,7 +283,7 @@ class Worker:
     def _housekeeping(self) -> None:
         self._report_drops(force=False)
         limit = self._config.statement_timeout + _WATCHDOG_GRACE_S
-        if self._writer.interrupt_if_stuck(limit):
+        if self._connection.interrupt_if_stuck(limit):
             logger.warning(
                 "analytics-core: the database did not answer for %.0f s (statement_timeout "
                 "is %g s); cut the connection. The batch will be checked and written again.",
@@ -319,7 +322,7 @@ class Worker:
             self.queue.close_intake()
             self.abort()
         finally:
-            self._writer.close()
+            self._connection.close()
             self._thread_done()
 
     def _deliver(self, batch: Batch) -> None:
@@ -339,7 +342,7 @@ class Worker:
                         # not about our event ids, so some row is bad.
                         self._split(batch, work, part.duplicate, tally)
                         continue
-                self._writer.copy(
+                self._connection.copy(
                     rows if len(part.indices) == len(rows) else _pick(rows, part),
                     before_wait=self._handoff.release,
                 )
@@ -362,7 +365,7 @@ class Worker:
 
         Keeps ``part.duplicate`` only when none of the rows was present.
         """
-        present = self._writer.present(_pick(rows, part))
+        present = self._connection.present(_pick(rows, part))
         part.check = False
         if present:
             kept = [i for i in part.indices if event_id_of(rows[i]) not in present]
@@ -382,17 +385,17 @@ class Worker:
         part = work[-1]
         kind = classify(exc)
         if kind is Failure.DUPLICATE:
-            self._writer.recycle_if_unusable()
+            self._connection.recycle_if_unusable()
             part.check = True
             part.duplicate = exc
             return True
         if kind is Failure.DATA:
-            self._writer.recycle_if_unusable()
+            self._connection.recycle_if_unusable()
             self.queue.note_error(describe(exc))
             self._split(batch, work, exc, tally)
             return True
         # The connection may have died after the server committed: look before rewriting.
-        self._writer.discard()
+        self._connection.discard()
         part.check = True
         return self._sleep_before_retry(exc, kind)
 
