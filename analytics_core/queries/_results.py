@@ -27,7 +27,11 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class DayCount(Result):
-    """How many of something happened on one UTC day."""
+    """How many of something happened on one UTC day.
+
+    - ``day``: the UTC day.
+    - ``count``: how many; 0 for a day without any.
+    """
 
     day: date
     count: int
@@ -35,7 +39,11 @@ class DayCount(Result):
 
 @dataclass(frozen=True, slots=True)
 class HourCount(Result):
-    """How many of something happened in the UTC hour starting at ``hour``."""
+    """How many of something happened in one UTC hour.
+
+    - ``hour``: the start of the hour, a UTC datetime on a whole hour.
+    - ``count``: how many; 0 for an hour without any.
+    """
 
     hour: datetime
     count: int
@@ -43,7 +51,11 @@ class HourCount(Result):
 
 @dataclass(frozen=True, slots=True)
 class EventTypeCount(Result):
-    """How many events of one type."""
+    """How many events of one type.
+
+    - ``event_type``: the type, e.g. ``task_created``.
+    - ``count``: events of that type, at least 1 (types without events are not listed).
+    """
 
     event_type: str
     count: int

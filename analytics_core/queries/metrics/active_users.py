@@ -79,7 +79,16 @@ _SWEEP: Final = sql.SQL(
 
 @dataclass(frozen=True, slots=True)
 class ActiveUsersDay(Result):
-    """Distinct users active on ``day`` (dau) and in the 7 and 30 days ending with it."""
+    """Active users on one UTC day: exact counts of distinct users, never sums of daily counts.
+
+    - ``day``: the UTC day.
+    - ``dau``: users with an event on ``day``.
+    - ``wau``: users with an event in the ``WAU_DAYS`` (7) days ending with ``day``, ``day``
+      included.
+    - ``mau``: the same over the ``MAU_DAYS`` (30) days ending with ``day``.
+
+    Only events that carry a ``user_id`` count.
+    """
 
     day: date
     dau: int
@@ -89,6 +98,12 @@ class ActiveUsersDay(Result):
 
 @dataclass(frozen=True, slots=True)
 class ActiveUsersSeries(Result):
+    """DAU, WAU and MAU for every UTC day of a window.
+
+    - ``window``: the whole UTC days answered for: the requested window widened to midnights.
+    - ``days``: one per day of ``window``, oldest first; a day without activity has zeros.
+    """
+
     window: TimeWindow
     days: tuple[ActiveUsersDay, ...]
 

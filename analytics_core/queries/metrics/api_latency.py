@@ -30,11 +30,24 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class EndpointHour(Result):
-    """One endpoint's requests in one UTC hour. Percentiles here are exact.
+    """One endpoint's requests in one UTC hour. Every figure is exact, the percentiles too.
 
-    ``error_rate`` is server errors (5xx) over requests. Latency figures cover the
-    ``timed_requests`` whose ``latency_ms`` was a valid number (``total_latency_ms`` is their
-    sum); they are None when none was.
+    - ``hour``: the start of the UTC hour.
+    - ``service``, ``method``, ``route``: the endpoint; ``(unknown)`` for a method or route the
+      payload lacked.
+    - ``requests``: ``api_request`` events, at least 1.
+    - ``server_errors``: requests with a status code of 500 or above; ``client_errors``: 400 to
+      499.
+    - ``error_rate``: ``server_errors / requests``, from 0 to 1 (never None here: an hour is
+      listed only with requests).
+    - ``timed_requests``: requests whose ``latency_ms`` was a valid number; every latency figure
+      covers only these.
+    - ``total_latency_ms``: their latencies summed, in milliseconds.
+    - ``mean_latency_ms``, ``max_latency_ms``, ``p50_latency_ms``, ``p95_latency_ms``,
+      ``p99_latency_ms``: in milliseconds; percentiles interpolate between the closest ranks
+      (``percentile_cont``).
+
+    Every latency figure is None when no request of the hour was timed.
     """
 
     hour: datetime
@@ -59,10 +72,14 @@ class PercentileEstimate(Result):
     """A percentile over a window wider than an hour, estimated from hourly percentiles.
 
     Percentiles of different hours cannot be combined exactly without the raw values.
-    ``weighted_mean`` is the mean of the hourly percentiles weighted by each hour's timed
-    requests: an approximation that is exact when one hour holds every request and can be off
-    in either direction otherwise. ``max_hourly`` is the largest hourly value: an upper bound
-    on the window's true percentile that is attained in the worst hour.
+
+    - ``weighted_mean``: the mean of the hourly percentiles weighted by each hour's timed
+      requests, in milliseconds: an approximation that is exact when one hour holds every
+      request and can be off in either direction otherwise.
+    - ``max_hourly``: the largest hourly value, in milliseconds: an upper bound on the window's
+      true percentile that is attained in the worst hour.
+
+    Both are None when no request of the window was timed.
     """
 
     weighted_mean: float | None
@@ -71,8 +88,22 @@ class PercentileEstimate(Result):
 
 @dataclass(frozen=True, slots=True)
 class EndpointSummary(Result):
-    """One endpoint over the whole window. Counts, rates, mean and max are exact;
-    the percentiles are :class:`PercentileEstimate` approximations."""
+    """One endpoint over the whole window. Counts, rates, the mean and the max are exact; the
+    percentiles are estimates.
+
+    - ``service``, ``method``, ``route``: the endpoint, as in :class:`EndpointHour`.
+    - ``requests``, ``server_errors`` (5xx), ``client_errors`` (4xx): summed over the hours.
+    - ``error_rate``: ``server_errors / requests``; ``client_error_rate``:
+      ``client_errors / requests``; from 0 to 1 (never None here: an endpoint is listed only
+      with requests).
+    - ``timed_requests``: requests whose ``latency_ms`` was a valid number.
+    - ``mean_latency_ms``: their latencies summed over ``timed_requests``, in milliseconds.
+    - ``max_latency_ms``: the slowest timed request, in milliseconds.
+    - ``p50_latency_ms``, ``p95_latency_ms``, ``p99_latency_ms``: see
+      :class:`PercentileEstimate`.
+
+    ``mean_latency_ms`` and ``max_latency_ms`` are None when no request was timed.
+    """
 
     service: str
     method: str
@@ -92,10 +123,17 @@ class EndpointSummary(Result):
 
 @dataclass(frozen=True, slots=True)
 class ApiLatencyReport(Result):
+    """API requests, error rates and latency over a window.
+
+    - ``window``: the whole UTC hours answered for: the requested window widened to whole hours.
+    - ``hourly``: every (hour, endpoint) with requests, ordered by hour, then service, route and
+      method.
+    - ``endpoints``: one summary per endpoint, most requests first (ties by service, route,
+      method).
+    """
+
     window: TimeWindow
-    #: Every (hour, endpoint) with requests, ordered by hour then service, route, method.
     hourly: tuple[EndpointHour, ...]
-    #: One per endpoint, busiest first.
     endpoints: tuple[EndpointSummary, ...]
 
 

@@ -23,9 +23,16 @@ __all__ = ["AuthBreakdown", "AuthReport", "auth_activity"]
 
 @dataclass(frozen=True, slots=True)
 class AuthBreakdown(Result):
-    """Attempts of one auth event type with one method (``(none)`` when it has no method).
+    """Attempts of one auth event type with one method.
 
-    A failure is any attempt whose payload's ``success`` is not ``true``.
+    - ``event_type``: ``auth_login_attempt``, ``auth_code_verified``, ``auth_token_refresh`` or
+      ``auth_session_validated``.
+    - ``method``: the payload's ``method``; ``(none)`` when it has none.
+    - ``attempts``: events, at least 1.
+    - ``successes``: attempts whose payload's ``success`` is ``true``; ``failures``: every other
+      (a missing or non-boolean ``success`` is a failure).
+    - ``failure_rate``: ``failures / attempts``, from 0 to 1 (never None here: a breakdown is
+      listed only with attempts).
     """
 
     event_type: str
@@ -38,13 +45,21 @@ class AuthBreakdown(Result):
 
 @dataclass(frozen=True, slots=True)
 class AuthReport(Result):
+    """Auth attempts and failures over a window.
+
+    - ``window``: the whole UTC days answered for: the requested window widened to midnights.
+    - ``attempts``, ``failures``: over every auth event type and method.
+    - ``failure_rate``: ``failures / attempts``, from 0 to 1; None when there were no attempts.
+    - ``breakdown``: one per (event type, method) with attempts, ordered by event type, then
+      method.
+    - ``failures_per_day``: failures per UTC day, every day of ``window``, zeros included.
+    """
+
     window: TimeWindow
     attempts: int
     failures: int
     failure_rate: float | None
-    #: Ordered by event type, then method.
     breakdown: tuple[AuthBreakdown, ...]
-    #: Failures per UTC day, every day of the window, zeros included.
     failures_per_day: tuple[DayCount, ...]
 
 

@@ -25,8 +25,15 @@ __all__ = ["CocoonActivity", "CocoonReport", "cocoon_activity"]
 class CocoonActivity(Result):
     """One cocoon over the window.
 
-    ``sessions`` counts connections, ``disconnects`` their ends; ``connected_ms`` sums the
-    session durations reported on disconnection in the window (0 when none was reported).
+    - ``cocoon_id``: the payload's ``cocoon_id``.
+    - ``events``: events naming the cocoon, at least 1.
+    - ``sessions``: ``cocoon_connected`` events; ``disconnects``: ``cocoon_disconnected``
+      events.
+    - ``connected_ms``: the ``session_duration_ms`` reported by the disconnections in the
+      window, summed, in milliseconds; 0 when none was reported (a session still open has
+      reported nothing yet).
+    - ``task_events``: events whose type starts with ``task_``.
+    - ``first_seen_at``, ``last_seen_at``: its earliest and latest event in the window (UTC).
     """
 
     cocoon_id: uuid.UUID
@@ -41,10 +48,16 @@ class CocoonActivity(Result):
 
 @dataclass(frozen=True, slots=True)
 class CocoonReport(Result):
-    """Cocoon activity over the window.
+    """Cocoon activity over a window.
 
-    ``connected_cocoons`` counts distinct cocoons with a session in the window: one that
-    connected or disconnected in it. ``active_cocoons`` counts those with any event.
+    - ``window``: the whole UTC days answered for: the requested window widened to midnights.
+    - ``connected_cocoons``: distinct cocoons with a session in the window: one that connected
+      or disconnected in it.
+    - ``active_cocoons``: distinct cocoons with any event.
+    - ``sessions``: connections of every cocoon.
+    - ``connected_ms``: the connected time of every cocoon, in milliseconds (see
+      :class:`CocoonActivity`).
+    - ``cocoons``: one per active cocoon, most recently seen first (ties by id).
     """
 
     window: TimeWindow
@@ -52,7 +65,6 @@ class CocoonReport(Result):
     active_cocoons: int
     sessions: int
     connected_ms: float
-    #: Most recently seen first.
     cocoons: tuple[CocoonActivity, ...]
 
 

@@ -23,7 +23,16 @@ __all__ = ["ErrorHour", "ErrorReport", "ErrorTotal", "error_counts"]
 
 @dataclass(frozen=True, slots=True)
 class ErrorHour(Result):
-    """Errors of one service, event type and kind in the UTC hour starting at ``hour``."""
+    """Errors of one service, event type and kind in one UTC hour.
+
+    - ``hour``: the start of the UTC hour.
+    - ``service``: the service that reported them.
+    - ``event_type``: the type of the events counted as errors.
+    - ``error_kind``: their kind (see :func:`error_counts`); ``(unknown)`` when the payload
+      lacked it.
+    - ``count``: errors, at least 1.
+    - ``last_seen_at``: the latest of them (UTC).
+    """
 
     hour: datetime
     service: str
@@ -35,7 +44,12 @@ class ErrorHour(Result):
 
 @dataclass(frozen=True, slots=True)
 class ErrorTotal(Result):
-    """Errors of one service, event type and kind over the window."""
+    """Errors of one service, event type and kind over the window.
+
+    - ``service``, ``event_type``, ``error_kind``: as in :class:`ErrorHour`.
+    - ``count``: errors in the window, at least 1.
+    - ``last_seen_at``: the latest of them (UTC).
+    """
 
     service: str
     event_type: str
@@ -46,13 +60,21 @@ class ErrorTotal(Result):
 
 @dataclass(frozen=True, slots=True)
 class ErrorReport(Result):
+    """Error counts over a window.
+
+    - ``window``: the whole UTC hours answered for: the requested window widened to whole hours.
+    - ``total``: every error in ``window``.
+    - ``hourly``: every (hour, service, event type, kind) with errors, ordered by hour, then
+      service, event type and kind.
+    - ``totals``: one per (service, event type, kind), most errors first (ties by service,
+      event type, kind).
+    - ``per_hour``: all errors per UTC hour, every hour of ``window``, zeros included.
+    """
+
     window: TimeWindow
     total: int
-    #: Every (hour, service, event type, kind) with errors, by hour then service and kind.
     hourly: tuple[ErrorHour, ...]
-    #: One per (service, event type, kind), most errors first.
     totals: tuple[ErrorTotal, ...]
-    #: All errors per UTC hour, every hour of the window, zeros included.
     per_hour: tuple[HourCount, ...]
 
 
@@ -63,8 +85,8 @@ def error_counts(
 
     Reads ``analytics_errors_hourly``, whose definition says what counts as an error and
     what its kind is (an application error's ``error_kind``, an integration's provider,
-    ``http_5xx`` for server errors, the event type otherwise). Exact. ``service`` narrows
-    the answer to one service.
+    ``http_<status>`` such as ``http_503`` for server errors, the event type otherwise).
+    Exact. ``service`` narrows the answer to one service.
     """
     covered, rows = read_buckets(
         conn,

@@ -26,9 +26,17 @@ __all__ = ["IntegrationHealthReport", "ProviderHealth", "integration_health"]
 class ProviderHealth(Result):
     """One integration provider over the window.
 
-    ``error_rate`` is errors / (uses + errors): the share of the provider's calls that failed,
-    None when there were neither. ``last_success_at`` is the latest connection, use or
-    successful OAuth flow in the window; ``last_failure_at`` the latest error or failed flow.
+    - ``provider``: the payload's ``provider``; ``(unknown)`` for events without one.
+    - ``connected``, ``disconnected``, ``used``, ``errors``: ``integration_connected``,
+      ``integration_disconnected``, ``integration_used`` and ``integration_error`` events.
+    - ``error_rate``: ``errors / (used + errors)``, the share of the provider's calls that
+      failed, from 0 to 1; None when there were neither.
+    - ``oauth_started``: ``oauth_flow_started`` events; ``oauth_succeeded``: completed flows
+      whose ``success`` is ``true``; ``oauth_failed``: every other completed flow.
+    - ``last_success_at``: the latest connection, use or successful OAuth flow in the window
+      (UTC); None when there was none.
+    - ``last_failure_at``: the latest error or failed OAuth flow in the window (UTC); None when
+      there was none.
     """
 
     provider: str
@@ -46,8 +54,13 @@ class ProviderHealth(Result):
 
 @dataclass(frozen=True, slots=True)
 class IntegrationHealthReport(Result):
+    """Integration health over a window.
+
+    - ``window``: the whole UTC days answered for: the requested window widened to midnights.
+    - ``providers``: one per provider with any integration or OAuth event, by provider name.
+    """
+
     window: TimeWindow
-    #: Ordered by provider name.
     providers: tuple[ProviderHealth, ...]
 
 

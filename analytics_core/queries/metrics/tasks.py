@@ -23,9 +23,17 @@ __all__ = ["TaskDay", "TaskReport", "task_stats"]
 
 @dataclass(frozen=True, slots=True)
 class TaskDay(Result):
-    """Task outcomes on one UTC day; durations are of completed tasks and exact for the day.
+    """Task outcomes on one UTC day. Every figure is exact for the day.
 
-    ``success_rate`` is completed / (completed + failed), None when neither happened.
+    - ``day``: the UTC day.
+    - ``created``, ``started``, ``completed``, ``failed``, ``cancelled``: events of each
+      ``task_*`` type on the day.
+    - ``success_rate``: ``completed / (completed + failed)``, from 0 to 1; None when neither
+      happened.
+    - ``timed_completions``: completions whose ``duration_ms`` was a valid number; every
+      duration covers only these.
+    - ``mean_duration_ms``, ``max_duration_ms``, ``p50_duration_ms``, ``p95_duration_ms``: in
+      milliseconds; None when no completion of the day was timed.
     """
 
     day: date
@@ -44,7 +52,19 @@ class TaskDay(Result):
 
 @dataclass(frozen=True, slots=True)
 class TaskReport(Result):
-    """Task outcomes over the window (exact), and per day (every day, zeros included)."""
+    """Task outcomes over a window, in total (exact) and per day.
+
+    - ``window``: the whole UTC days answered for: the requested window widened to midnights.
+    - ``created``, ``started``, ``completed``, ``failed``, ``cancelled``,
+      ``timed_completions``: as in :class:`TaskDay`, summed over the days.
+    - ``success_rate``: ``completed / (completed + failed)``; None when neither happened.
+    - ``mean_duration_ms``: every timed completion's duration summed over their count, in
+      milliseconds; None when none was timed.
+    - ``max_duration_ms``: the longest timed completion, in milliseconds; None when none was
+      timed.
+    - ``days``: every day of ``window``, oldest first, zeros included. Percentiles are only per
+      day: those of different days cannot be combined exactly.
+    """
 
     window: TimeWindow
     created: int

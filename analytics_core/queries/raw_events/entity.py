@@ -82,6 +82,9 @@ _CANONICAL_UUID: Final = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 class Entity(Result):
     """A user, project or cocoon, by kind and UUID.
 
+    - ``kind``: which, and so where its id is found in an event (see :class:`EntityKind`).
+    - ``id``: its UUID.
+
     Validated at construction: raises ValueError for an unknown kind or an id that is not a
     UUID. Strings are accepted for both, so ``Entity("project", "5f0c...")`` works.
     """
@@ -179,8 +182,13 @@ def top_event_types(
 
 @dataclass(frozen=True, slots=True)
 class EventShare(Result):
-    """``count`` of the entity's ``total`` events are of ``event_type``; share is None when
-    it has no events."""
+    """The share of an entity's events that are of one type.
+
+    - ``event_type``: the type asked about.
+    - ``count``: the entity's events of that type.
+    - ``total``: all the entity's events (in the window asked about, else ever).
+    - ``share``: ``count / total``, from 0 to 1; None when the entity has no events.
+    """
 
     event_type: str
     count: int
@@ -350,9 +358,11 @@ def daily_event_counts(
 
 @dataclass(frozen=True, slots=True)
 class HourOfDayProfile(Result):
-    """Events per hour of the day (UTC), ``counts[h]`` for hour ``h``.
+    """An entity's events per hour of the day, in UTC.
 
-    ``peak_hour`` is the busiest hour (the earliest of equals), None when there are no events.
+    - ``counts``: 24 numbers; ``counts[h]`` is the events in hour ``h`` (0 to 23) of any day.
+    - ``peak_hour``: the busiest hour (the earliest of equals); None when there are no events.
+    - ``peak_count``: the events in ``peak_hour``; 0 when there are none.
     """
 
     counts: tuple[int, ...]
@@ -388,10 +398,21 @@ def peak_hour(
 
 @dataclass(frozen=True, slots=True)
 class EntitySummary(Result):
-    """What an entity has done, as of ``as_of`` (within retention).
+    """What an entity has done (within retention), and how recently as of ``as_of``.
 
-    ``most_frequent`` and ``least_frequent`` break ties by event type name. ``inactive`` is
-    :func:`is_inactive` for ``inactive_days``.
+    - ``entity``: who.
+    - ``as_of``: the instant recency is judged at: ``now`` when given, else the database's
+      clock (UTC).
+    - ``total_events``: all its events, whatever their time.
+    - ``event_types``: its events per type, most first (ties by type name).
+    - ``most_frequent``, ``least_frequent``: event type names, ties broken by name; None when it
+      has no events.
+    - ``first_event``, ``last_event``: its earliest and latest events; None when it has none.
+    - ``days_since_last_activity``: whole days (rounded down) from ``last_event`` to ``as_of``,
+      0 when that event is later; None when it has no events.
+    - ``inactive_days``: the number of days ``inactive`` was judged over.
+    - ``inactive``: :func:`is_inactive` for ``inactive_days``: no event in the ``inactive_days``
+      days before ``as_of``, or no event at all.
     """
 
     entity: Entity
@@ -445,6 +466,14 @@ def entity_summary(
 
 @dataclass(frozen=True, slots=True)
 class LeaderboardEntry(Result):
+    """One entity's place on a leaderboard.
+
+    - ``rank``: 1 for the most events; equal counts get consecutive ranks, in order of id.
+    - ``entity``: who.
+    - ``events``: its events in the window.
+    - ``last_event_at``: its latest event in the window (UTC).
+    """
+
     rank: int
     entity: Entity
     events: int

@@ -42,7 +42,11 @@ _IN_WINDOW: Final = sql.SQL('"timestamp" >= %(start)s AND "timestamp" < %(end)s'
 
 @dataclass(frozen=True, slots=True)
 class LiveCount(Result):
-    """A count over ``window``."""
+    """A count over the last minutes.
+
+    - ``window``: ``[now - minutes, now)``.
+    - ``count``: what was counted in it.
+    """
 
     window: TimeWindow
     count: int
@@ -50,7 +54,12 @@ class LiveCount(Result):
 
 @dataclass(frozen=True, slots=True)
 class LiveTopTypes(Result):
-    """The most frequent event types over ``window``, most first (ties by name)."""
+    """The most frequent event types of the last minutes.
+
+    - ``window``: ``[now - minutes, now)``.
+    - ``event_types``: at most ``limit`` of them, most first (ties by name); empty when the
+      window has no events.
+    """
 
     window: TimeWindow
     event_types: tuple[EventTypeCount, ...]
@@ -123,7 +132,16 @@ def recent_events(conn: psycopg.Connection[Any], limit: int = 20) -> tuple[Event
 
 @dataclass(frozen=True, slots=True)
 class LiveSnapshot(Result):
-    """Everything :mod:`.live` answers, as of one instant."""
+    """Everything :mod:`.live` answers, as of one instant.
+
+    - ``as_of``: that instant: ``now`` when given, else the database's clock (UTC).
+    - ``minutes``: the length of ``active_users``' and ``top_event_types``' windows.
+    - ``active_users``: distinct users with an event in the last ``minutes`` minutes.
+    - ``events_last_minute``: events of any type in the last minute.
+    - ``top_event_types``: the most frequent event types of the last ``minutes`` minutes.
+    - ``recent_events``: the latest events by timestamp, newest first; not bounded by
+      ``as_of``, so an event stamped after it can be among them.
+    """
 
     as_of: datetime
     minutes: int
