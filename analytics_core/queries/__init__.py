@@ -162,3 +162,9 @@ __all__ = [
     "top_event_types",
     "top_event_types_now",
 ]
+
+# The types defined in private modules name this package as theirs, as psycopg's do: it is
+# where they are imported from, and what help() and documentation tools then show.
+for _public in (DayCount, EventRecord, EventTypeCount, HourCount, Result, TimeWindow):
+    _public.__module__ = __name__
+del _public
