@@ -25,9 +25,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from analytics_core import AnalyticsClient
 from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
+from analytics_core.client._delivery import Delivery
 from analytics_core.client._encoder import build_batch
 from analytics_core.client._queue import EventQueue
-from analytics_core.client._worker import Worker
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
@@ -196,10 +196,18 @@ def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) 
     earlier.copy([batch.rows[i] for i in (1, 4, 5, 9)])
     earlier.close()
 
-    writer = EventsConnection(config.conninfo, config.statement_timeout_ms)
-    worker = Worker(config, queue, writer)  # threads not started: deliver on this thread
-    worker._deliver(batch)
-    writer.close()
+    connection = EventsConnection(config.conninfo, config.statement_timeout_ms)
+    delivery = Delivery(
+        connection,
+        queue,
+        on_error=None,
+        max_backoff=config.max_backoff,
+        max_queue_size=config.max_queue_size,
+        pause=lambda delay: True,
+        aborted=lambda: False,
+    )
+    delivery.deliver(batch)
+    connection.close()
     stats = queue.snapshot()
     assert (stats.written, stats.failed, stats.queue_depth, stats.batches) == (10, 0, 0, 1)
     assert count_rows(events_url) == (10, 10)

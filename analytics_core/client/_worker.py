@@ -11,29 +11,23 @@ The handoff holds one batch, so at most three batches are outside the intake: on
 written, one ready, one being built. All of them still count as pending against
 ``max_queue_size``.
 
-Failures (see ``_sqlstate``): transient and persistent errors retry the same rows after a
-capped, jittered backoff; a sleep ends early when ``close()`` starts (then retries come fast)
-and at once when it gives up. Data errors split the batch until each bad row stands alone;
-it is counted as failed and passed to ``on_error``. Rows of an attempt that may have
-committed (connection lost, or a unique violation on ``event_id``) are looked up before they
-are written again, so none is written twice.
+What happens when a write fails is ``_delivery``'s decision; the worker only gives it the
+writer thread, and a pause between retries that ends early when ``close()`` starts (then
+retries come fast) and at once when it gives up.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Final
 
-from analytics_core.client._backoff import Backoff
 from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
-from analytics_core.client._encoder import Batch, Row, build_batch, event_id_of
+from analytics_core.client._delivery import Delivery
+from analytics_core.client._encoder import Batch, build_batch
 from analytics_core.client._log import Throttle, logger
 from analytics_core.client._queue import EventQueue, Item
-from analytics_core.client._sqlstate import Failure, classify, describe
-from analytics_core.events import AnalyticsEvent
 
 __all__ = ["Worker"]
 
@@ -110,27 +104,6 @@ class _Handoff:
             self._ready.notify_all()
 
 
-@dataclass(slots=True)
-class _Part:
-    """Rows of a batch still to write, by position; a whole batch to begin with."""
-
-    indices: list[int]
-    # Some of these rows may already be in the table: look them up before writing.
-    check: bool = False
-    # A unique violation seen writing these rows; if none of them turns out to be present,
-    # the violation was not about our event ids and counts as a data error.
-    duplicate: Exception | None = None
-
-
-@dataclass(slots=True)
-class _Tally:
-    """The outcome of one batch, settled into the queue's ledger when it is done."""
-
-    written: int = 0
-    copies: int = 0
-    failures: list[tuple[AnalyticsEvent, Exception]] = field(default_factory=list)
-
-
 class Worker:
     """Moves events from an ``EventQueue`` into the table; see the module docstring."""
 
@@ -143,16 +116,21 @@ class Worker:
         self._handoff = _Handoff()
         self._closing = threading.Event()
         self._abort = threading.Event()
-        # Cuts a backoff sleep short: set when close() starts and when it gives up.
+        # Cuts a pause between retries short: set when close() starts and when it gives up.
         self._retry_now = threading.Event()
-        self._backoff = Backoff(config.max_backoff)
+        self._delivery = Delivery(
+            connection,
+            queue,
+            on_error=config.on_error,
+            max_backoff=config.max_backoff,
+            max_queue_size=config.max_queue_size,
+            pause=self._pause_before_retry,
+            aborted=self._abort.is_set,
+        )
         self._exit_lock = threading.Lock()
         self._running = 2
         self._drops_reported = 0
-        self._failures_unreported = 0
         self._drop_warnings = Throttle()
-        self._retry_warnings = Throttle()
-        self._failure_warnings = Throttle()
         self._threads = (
             threading.Thread(
                 target=self._run_batcher,
@@ -311,7 +289,7 @@ class Worker:
     def _run_writer(self) -> None:
         try:
             while (batch := self._handoff.get()) is not None:
-                self._deliver(batch)
+                self._delivery.deliver(batch, release=self._handoff.release)
                 if self._abort.is_set():
                     break
         except BaseException:
@@ -325,144 +303,13 @@ class Worker:
             self._connection.close()
             self._thread_done()
 
-    def _deliver(self, batch: Batch) -> None:
-        rows = batch.rows
-        tally = _Tally(failures=list(batch.rejected))
-        work = [_Part(list(range(len(rows))))] if rows else []
-        while work and not self._abort.is_set():
-            part = work[-1]
-            try:
-                if part.check:
-                    self._drop_present(rows, part, tally)
-                    if not part.indices:
-                        work.pop()
-                        continue
-                    if part.duplicate is not None:
-                        # A unique violation, yet none of these rows is in the table: it was
-                        # not about our event ids, so some row is bad.
-                        self._split(batch, work, part.duplicate, tally)
-                        continue
-                self._connection.copy(
-                    rows if len(part.indices) == len(rows) else _pick(rows, part),
-                    before_wait=self._handoff.release,
-                )
-            except Exception as exc:
-                if not self._handle(batch, work, exc, tally):
-                    break
-                continue
-            work.pop()
-            tally.written += len(part.indices)
-            tally.copies += 1
-            self._recovered()
-        # Retrying or splitting: the writer is not coming back for a while.
-        self._handoff.release()
-        if tally.failures:
-            self._report_failures(tally.failures)
-        self.queue.settle(written=tally.written, failed=len(tally.failures), batches=tally.copies)
-
-    def _drop_present(self, rows: list[Row], part: _Part, tally: _Tally) -> None:
-        """Count the part's rows already in the table as written, and take them out of it.
-
-        Keeps ``part.duplicate`` only when none of the rows was present.
-        """
-        present = self._connection.present(_pick(rows, part))
-        part.check = False
-        if present:
-            kept = [i for i in part.indices if event_id_of(rows[i]) not in present]
-            logger.info(
-                "analytics-core: %d of %d events of an in-doubt batch were already written; "
-                "writing the other %d",
-                len(part.indices) - len(kept),
-                len(part.indices),
-                len(kept),
-            )
-            tally.written += len(part.indices) - len(kept)
-            part.indices = kept
-            part.duplicate = None
-
-    def _handle(self, batch: Batch, work: list[_Part], exc: Exception, tally: _Tally) -> bool:
-        """Decide what a failed attempt means for ``work[-1]``; False to stop (aborted)."""
-        part = work[-1]
-        kind = classify(exc)
-        if kind is Failure.DUPLICATE:
-            self._connection.recycle_if_unusable()
-            part.check = True
-            part.duplicate = exc
-            return True
-        if kind is Failure.DATA:
-            self._connection.recycle_if_unusable()
-            self.queue.note_error(describe(exc))
-            self._split(batch, work, exc, tally)
-            return True
-        # The connection may have died after the server committed: look before rewriting.
-        self._connection.discard()
-        part.check = True
-        return self._sleep_before_retry(exc, kind)
-
-    @staticmethod
-    def _split(batch: Batch, work: list[_Part], exc: Exception, tally: _Tally) -> None:
-        """Replace ``work[-1]`` by its two halves, or fail it if it is a single row."""
-        part = work.pop()
-        if len(part.indices) == 1:
-            tally.failures.append((batch.events[part.indices[0]], exc))
-            return
-        middle = len(part.indices) // 2
-        # Last in, first out: the first half is written first.
-        work.append(_Part(part.indices[middle:]))
-        work.append(_Part(part.indices[:middle]))
-
-    def _sleep_before_retry(self, exc: Exception, kind: Failure) -> bool:
-        error = describe(exc)
-        self.queue.note_retry(error)
-        delay = self._backoff.next_delay()
-        if self._retry_warnings.ready():
-            log = logger.error if kind is Failure.PERSISTENT else logger.warning
-            log(
-                "analytics-core: writing events failed (%s); retry %d in %.2f s. Events keep "
-                "queueing up to max_queue_size=%d.%s",
-                error,
-                self._backoff.failures,
-                delay,
-                self._config.max_queue_size,
-                " This is not a transient error: check the schema, permissions and DSN."
-                if kind is Failure.PERSISTENT
-                else "",
-            )
+    def _pause_before_retry(self, delay: float) -> bool:
+        """Wait ``delay`` s before a retry, less once closing; False once ``abort()`` ran."""
         if self._closing.is_set():
             delay = min(delay, _CLOSING_RETRY_S)
         self._retry_now.wait(delay)
         self._retry_now.clear()
         return not self._abort.is_set()
-
-    def _recovered(self) -> None:
-        if self._backoff.failures:
-            logger.info(
-                "analytics-core: writing events again after %d retries", self._backoff.failures
-            )
-            self._backoff.reset()
-
-    def _report_failures(self, failures: list[tuple[AnalyticsEvent, Exception]]) -> None:
-        self._failures_unreported += len(failures)
-        if self._failure_warnings.ready():
-            logger.warning(
-                "analytics-core: %d events rejected by the database since last warning, not "
-                "written (latest: %s); they are counted in stats.failed and passed to on_error",
-                self._failures_unreported,
-                describe(failures[-1][1]),
-            )
-            self._failures_unreported = 0
-        on_error = self._config.on_error
-        if on_error is None:
-            return
-        # One call per distinct error: rows isolated by splitting each carry their own.
-        groups: dict[int, tuple[Exception, list[AnalyticsEvent]]] = {}
-        for event, exc in failures:
-            groups.setdefault(id(exc), (exc, []))[1].append(event)
-        for exc, events in groups.values():
-            try:
-                on_error(events, exc)
-            except Exception:
-                logger.exception("analytics-core: the on_error callback raised; ignored")
 
     # --- Both --------------------------------------------------------------------------------
 
@@ -473,11 +320,7 @@ class Worker:
                 return
         # The last thread out settles what could not be written.
         self._report_drops(force=True)
-        if self._failures_unreported:
-            logger.warning(
-                "analytics-core: %d events rejected by the database since last warning",
-                self._failures_unreported,
-            )
+        self._delivery.warn_unreported_failures()
         lost = self.queue.abandon()
         if lost:
             logger.warning(
@@ -486,7 +329,3 @@ class Worker:
                 lost,
                 self.queue.snapshot().last_error,
             )
-
-
-def _pick(rows: list[Row], part: _Part) -> list[Row]:
-    return [rows[i] for i in part.indices]
