@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PGLITE_DIR := tests/engines/pglite
+PGLITE_DIR := devtools/pglite
 
 .PHONY: help install engines demo test lint bench wheel-check clean
 

@@ -40,10 +40,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from analytics_core.migrate import Phase, apply
-from tests.engines import pglite, server
-from tests.engines.pglite import PGliteSession
-from tests.engines.psycopg_session import PsycopgSession
-from tests.engines.session import SqlSession
+from devtools import pglite
+from devtools import server_engine as server
+from devtools.pglite import PGliteSession
+from devtools.psycopg_session import PsycopgSession
+from devtools.sql_session import SqlSession
 
 DATABASE_URL_ENV = "ANALYTICS_TEST_DATABASE_URL"
 DOCKER_IMAGE = "timescale/timescaledb:latest-pg17"

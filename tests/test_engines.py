@@ -15,15 +15,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.engines import (
-    PGliteError,
-    PGliteSession,
-    PGliteTimeoutError,
-    PsycopgSession,
-    SqlError,
-    SqlSession,
-)
-from tests.engines.text_format import QueryFormatError, to_text_query
+from devtools.pglite import PGliteError, PGliteSession, PGliteTimeoutError
+from devtools.psycopg_session import PsycopgSession
+from devtools.sql_session import SqlError, SqlSession
+from devtools.text_format import QueryFormatError, to_text_query
 
 # --- server: database_url ---------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from analytics_core.schema import (
     REFRESH_START_OFFSET,
     RETENTION,
 )
-from tests.engines import SqlSession
-from tests.engines.psycopg_shim import PsycopgShim
+from devtools.psycopg_shim import PsycopgShim
+from devtools.sql_session import SqlSession
 from tests.synthetic import day_of, hour_of, parsed, percentile_cont, product_history
 
 pytestmark = pytest.mark.community

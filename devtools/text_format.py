@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.pq import Format
 
-from .session import Params
+from .sql_session import Params
 
 BYTEA_OID = 17
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SERVER_ENGINE = Path(__file__).resolve().parents[2] / "scripts" / "server-engine"
+SERVER_ENGINE = Path(__file__).resolve().parents[1] / "scripts" / "server-engine"
 
 # A cold install downloads packages and compiles TimescaleDB on two cores.
 INSTALL_TIMEOUT_S = 1800.0

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from .session import Params, Row, SqlError, StatementResult, affected_from_tag
+from .sql_session import Params, Row, SqlError, StatementResult, affected_from_tag
 
 
 def _sql_error(error: psycopg.Error) -> SqlError:

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NoReturn
 
-from .session import Params, Row, SqlError, StatementResult
+from .sql_session import Params, Row, SqlError, StatementResult
 from .text_format import QueryFormatError, load_rows, to_text_query
 
 DRIVER_DIR = Path(__file__).resolve().parent / "pglite"

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from tests.engines.session import SqlError, SqlSession
+from devtools.sql_session import SqlError, SqlSession
 
 
 class _Cursor:

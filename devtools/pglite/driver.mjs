@@ -1,5 +1,5 @@
 // Test-only engine: PGlite (PostgreSQL 17 in WASM) with TimescaleDB Community edition (TSL),
-// driven over JSON lines on stdin/stdout by tests/engines/pglite.py.
+// driven over JSON lines on stdin/stdout by devtools/pglite.py.
 //
 // Why a subprocess and not PGlite's socket server: that server cannot do COPY and accepts one
 // connection, so it cannot stand in for a real server; a pipe with one request at a time can.
