@@ -8,9 +8,10 @@ Imports psycopg and nothing heavier: ``analytics-report`` loads this, not the mi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -49,13 +50,19 @@ def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None
         raise MissingDatabaseUrl(
             "no database URL: pass --database-url or set DATABASE_URL (or PLATFORM_DATABASE_URL)"
         )
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in _SCHEMES:
+    if not _is_keyword_dsn(url) and urlsplit(url).scheme.lower() not in _SCHEMES:
         raise DatabaseUrlError(
             f"not a PostgreSQL URL: {mask_password(url)} "
-            "(expected postgresql://user:password@host:port/database)"
+            "(expected postgresql://user:password@host:port/database or "
+            "'host=... dbname=...')"
         )
+    conninfo(url)  # DatabaseUrlError, without echoing the URL, when it could never connect
     return url
+
+
+def _is_keyword_dsn(dsn: str) -> bool:
+    """``host=... dbname=...`` (libpq's keyword form) rather than a URL."""
+    return "://" not in dsn and "=" in dsn
 
 
 def libpq_url(url: str) -> str:
@@ -77,7 +84,9 @@ def with_database(dsn: str, dbname: str) -> str:
 def conninfo(url: str, **params: str) -> str:
     """``url`` as a libpq connection string with ``params`` set (they win over the URL's).
 
-    Raises DatabaseUrlError without libpq's message, which can quote the password.
+    Raises DatabaseUrlError, without libpq's message (it can quote the password), for a
+    string libpq cannot parse and for settings that could never connect (a port that is not
+    a number, an unknown sslmode): retrying those would only waste the caller's time.
     """
     try:
         settings = conninfo_to_dict(libpq_url(url))
@@ -87,7 +96,27 @@ def conninfo(url: str, **params: str) -> str:
             "postgresql://user:password@host:5432/dbname or 'host=... dbname=...'"
         ) from None
     settings.update(params)
+    _check_settings(settings)
     return make_conninfo("", **{key: value for key, value in settings.items() if value is not None})
+
+
+_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+
+
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    for port in str(settings.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise DatabaseUrlError(f"port {port!r} in the database URL is not a port number")
+    sslmode = settings.get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        raise DatabaseUrlError(
+            f"sslmode {sslmode!r} in the database URL is not one of {', '.join(sorted(_SSLMODES))}"
+        )
+    timeout = settings.get("connect_timeout")
+    if timeout is not None and not str(timeout).lstrip("-").isdigit():
+        raise DatabaseUrlError(
+            f"connect_timeout {timeout!r} in the database URL is not a whole number of seconds"
+        )
 
 
 def connect(
@@ -97,55 +126,108 @@ def connect(
     read_only: bool = False,
     autocommit: bool = True,
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> psycopg.Connection[Any]:
     """Open a connection, autocommit by default; read-only sessions refuse every write.
 
-    Raises ConnectionFailed (password scrubbed, and not chained: a driver error can quote
-    it) when the server cannot be reached or refuses the login.
+    ``timeout`` bounds the connection attempt unless the URL sets ``connect_timeout`` itself.
+    ``statement_timeout`` and ``lock_timeout`` (seconds) bound every statement of the session
+    and its wait for a lock. Raises ConnectionFailed (password scrubbed, and not chained: a
+    driver error can quote it) when the server cannot be reached or refuses the login.
     """
+    params: dict[str, str] = {"application_name": application_name}
+    if "connect_timeout" not in _settings(url):
+        params["connect_timeout"] = str(max(2, round(timeout)))
     try:
-        conn = psycopg.connect(
-            libpq_url(url),
-            autocommit=autocommit,
-            connect_timeout=max(2, round(timeout)),
-            application_name=application_name,
-        )
+        conn = psycopg.connect(conninfo(url, **params), autocommit=autocommit)
     except psycopg.Error as error:
         raise ConnectionFailed(
             f"cannot connect to the database: {scrub(str(error).strip(), url)}"
         ) from None
-    if read_only:
-        conn.execute("SET default_transaction_read_only = on")
+    settings = {
+        "default_transaction_read_only": "on" if read_only else None,
+        "statement_timeout": _milliseconds(statement_timeout),
+        "lock_timeout": _milliseconds(lock_timeout),
+    }
+    for name, value in settings.items():
+        if value is not None:
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
     return conn
 
 
-def _password(url: str) -> str | None:
+def _milliseconds(seconds: float | None) -> str | None:
+    return None if seconds is None else f"{max(1, round(seconds * 1000))}ms"
+
+
+def _settings(url: str) -> dict[str, Any]:
     try:
-        password = urlsplit(url).password
+        return conninfo_to_dict(libpq_url(url))
+    except psycopg.ProgrammingError:
+        return {}
+
+
+def _password(dsn: str) -> str | None:
+    """The password a DSN carries: in a URL's user info or query, or a keyword DSN's field."""
+    if _is_keyword_dsn(dsn):
+        match = _KEYWORD_PASSWORD.search(dsn)
+        return _unquote_keyword(match.group(1)) if match else None
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
     except ValueError:
         return None
-    return password
+    if password:
+        return password
+    query = dict(parse_qsl(parts.query))
+    return query.get("password") or None
 
 
-def mask_password(url: str) -> str:
-    """The URL with its password replaced by ``***`` (unchanged when it has none)."""
-    password = _password(url)
-    if not password:
-        return url
-    parts = urlsplit(url)
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+def mask_password(dsn: str) -> str:
+    """The DSN with its password field replaced by ``***`` (unchanged when it has none):
+    a URL's user info and ``password=`` query parameter, or a keyword DSN's ``password``."""
+    if _is_keyword_dsn(dsn):
+        return _KEYWORD_PASSWORD.sub("password=***", dsn)
+    try:
+        parts = urlsplit(dsn)
+        has_password = parts.password is not None
+    except ValueError:
+        return dsn
+    if has_password:
+        userinfo, _, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{hostinfo}")
+    if "password=" in parts.query:
+        parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
+    return urlunsplit(parts)
 
 
 def scrub(text: str, url: str | None) -> str:
-    """Remove the password of ``url`` from ``text`` (for error messages from drivers)."""
+    """``text`` (a driver's error message) without the password of ``url``.
+
+    The DSN itself is masked wherever it appears, and so is the password's own text where a
+    driver quotes it; a password shorter than 4 characters is masked only inside the DSN,
+    as masking every occurrence of, say, ``e`` would garble the message and protect nothing.
+    """
     if url is None:
         return text
     password = _password(url)
     if not password:
         return text
     text = text.replace(url, mask_password(url))
-    for form in {password, unquote(password)}:
-        text = text.replace(form, "***")
+    if len(password) >= _MIN_BARE_PASSWORD:
+        for form in {password, unquote(password), quote(password, safe="")}:
+            text = text.replace(form, "***")
     return text
+
+
+_MIN_BARE_PASSWORD = 4
+# password=value or password='quoted value' in a keyword DSN; \' escapes a quote inside.
+_KEYWORD_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
+
+
+def _unquote_keyword(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value

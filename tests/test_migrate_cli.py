@@ -337,3 +337,52 @@ def test_progress_is_shown_for_each_migration(database_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "post_0004_backfill" in result.stderr
     assert "7/7" in result.stderr
+
+
+def test_status_and_dry_run_say_when_a_deploy_would_refuse_the_server(
+    no_preload_server_url: str,
+) -> None:
+    code, _, err = run("status", url=no_preload_server_url)
+    assert code == 2
+    assert "timescaledb is not in shared_preload_libraries" in " ".join(err.split())
+    code, _, err = run("dry-run", url=no_preload_server_url)
+    assert code == 0
+    assert "a deploy would refuse this server" in " ".join(err.split())
+
+
+def test_maintain_on_a_database_that_was_never_migrated(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    code, out, err = run("maintain", url=database_url)
+    assert code == 2 and out == ""
+    assert "no analytics_events table" in err and "analytics-migrate all" in err
+
+
+def test_a_role_that_may_not_create_tables_is_told_so(
+    database_url: str, password_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    role = urlsplit(password_url).username
+    code, _, err = run("all", url=password_url)
+    assert code == 2
+    message = " ".join(err.split())
+    assert f"role {role} may not create tables in schema public" in message
+    assert f"GRANT CREATE ON SCHEMA public TO {role}" in message
+    assert not table_exists(database_url, "_yoyo_migration")
+
+
+def test_status_and_dry_run_work_for_a_role_without_settings_privileges(
+    database_url: str, password_url: str
+) -> None:
+    assert run("all", url=database_url)[0] == 0
+    role = urlsplit(password_url).username
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+    code, out, err = run("status", "--json", url=password_url)
+    assert code == 0, err
+    assert json.loads(out)["server"]["preloaded"] is True
+    code, out, err = run("dry-run", "--json", url=password_url)
+    assert code == 0, err
+    assert json.loads(out)["pending"] == []

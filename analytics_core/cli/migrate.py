@@ -43,9 +43,10 @@ EXIT_JOBS_UNHEALTHY = 3
 
 EXIT_CODES = f"""
 Exit codes: {EXIT_OK} success (for status: up to date);
-{EXIT_PENDING} migrations pending, a migration file edited after it was applied, or the schema
-not what the migrations build on this edition (status), or post refused because pre-deploy
-migrations are pending; {EXIT_ERROR} cannot connect, preflight failed, a migration or repair
+{EXIT_PENDING} migrations pending, a migration file edited after it was applied or missing, or
+the schema not what the migrations build on this edition (status), or a deploy refused for
+the same reasons or because pre-deploy migrations are pending (post); {EXIT_ERROR} cannot
+connect, preflight failed (status too), a migration or repair
 step failed, the migration lock was not obtained in time, a maintenance task failed, or bad
 input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to date, but a policy job's work is not
 getting done (failing, overdue or paused without `maintain`).
@@ -67,6 +68,7 @@ LockWait = Annotated[
     typer.Option(
         "--lock-wait",
         min=0.0,
+        max=86_400.0,
         help="Seconds to wait for another deploy's migration lock before failing.",
     ),
 ]
@@ -75,6 +77,7 @@ DdlLockTimeout = Annotated[
     typer.Option(
         "--ddl-lock-timeout",
         min=0.001,
+        max=3_600.0,
         help="Seconds one DDL statement may wait for a table lock (keeps ingestion flowing).",
     ),
 ]
@@ -227,8 +230,8 @@ def status(
     ] = False,
 ) -> None:
     """Applied and pending migrations, edition, features, schema drift, chunks, job health and
-    aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error
-    (3 with --check-jobs: jobs unhealthy)."""
+    aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error or a
+    server a deploy would refuse (3 with --check-jobs: jobs unhealthy)."""
     url = resolve_url(database_url)
     with _errors(url), migrate.connect(url, read_only=True) as conn:
         report = migrate.read_status(conn)
@@ -236,6 +239,8 @@ def status(
         print_json(report.to_json())
     else:
         render_status(report)
+    if report.preflight:
+        fail(" ".join(report.preflight))
     if not report.up_to_date:
         raise typer.Exit(EXIT_PENDING)
     if check_jobs and report.unhealthy_jobs:
@@ -268,6 +273,8 @@ def dry_run(
         return
     choice = result.edition
     err.print(f"{choice.edition} edition: {choice.reason}", highlight=False)
+    for problem in result.preflight:
+        err.print(f"[yellow]warning:[/] a deploy would refuse this server: {problem}")
     if not result.pending:
         out.print(f"nothing pending ({choice.edition} edition)")
         return
@@ -292,6 +299,7 @@ JobWait = Annotated[
     typer.Option(
         "--job-wait",
         min=0.0,
+        max=3_600.0,
         help="Seconds to wait for a job the scheduler is running before leaving it to it.",
     ),
 ]
@@ -409,7 +417,7 @@ def render_status(report: migrate.SchemaStatus) -> None:
         )
     if report.jobs:
         _render_jobs(report)
-    for warning in report.worker_warnings:
+    for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if report.aggregates:
         aggregates = Table(title="aggregates")

@@ -18,6 +18,7 @@ __all__ = [
     "check_preflight",
     "choose_edition",
     "inspect_server",
+    "preflight_problems",
 ]
 
 #: Oldest TimescaleDB we support: finalized continuous aggregates with FILTER and ordered-set
@@ -49,8 +50,10 @@ class ServerInfo:
     #: ``CREATE EXTENSION timescaledb`` has run in this database: with only the loader in
     #: ``shared_preload_libraries``, the licensed library is not loaded yet.
     license: str | None
-    #: Whether timescaledb is in ``shared_preload_libraries`` (or linked into the server).
-    preloaded: bool
+    #: Whether timescaledb is in ``shared_preload_libraries`` (or linked into the server);
+    #: None when this role can tell neither way (it may not read the setting and the loader
+    #: left no trace it can see).
+    preloaded: bool | None
 
     @property
     def edition(self) -> Edition | None:
@@ -77,6 +80,9 @@ def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
 
     Read-only: works on a connection with ``default_transaction_read_only=on``.
     """
+    # shared_preload_libraries is readable only by superusers and pg_read_all_settings
+    # (pg_settings then simply has no row for it): without it, the settings only the loader
+    # defines tell that timescaledb is preloaded.
     row = conn.execute(
         """
         SELECT current_setting('server_version') AS server_version,
@@ -84,43 +90,65 @@ def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
                  WHERE name = 'timescaledb') AS available,
                (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS installed,
                current_setting('timescaledb.license', true) AS license,
-               current_setting('shared_preload_libraries') AS preload
+               (SELECT setting FROM pg_settings
+                 WHERE name = 'shared_preload_libraries') AS preload,
+               EXISTS (SELECT FROM pg_settings WHERE name IN (
+                 'timescaledb.bgw_launcher_poll_time', 'timescaledb.disable_load')) AS loader
         """
     ).fetchone()
     assert row is not None
-    version, available, installed, license_name, preload = row
-    libraries = {lib.strip() for lib in str(preload or "").split(",")}
+    version, available, installed, license_name, preload, loader = row
+    preloaded: bool | None
+    if preload is not None:
+        libraries = {lib.strip() for lib in str(preload).split(",")}
+        preloaded = any(lib.startswith("timescaledb") for lib in libraries)
+    else:
+        preloaded = True if loader else None
+    # Builds that link TimescaleDB into the server (PGlite) load it without either.
+    if license_name is not None:
+        preloaded = True
     return ServerInfo(
         postgres_version=str(version),
         timescaledb_available=None if available is None else str(available),
         timescaledb_installed=None if installed is None else str(installed),
         license=None if license_name is None else str(license_name),
-        # Builds that link TimescaleDB into the server (PGlite) load it without the setting.
-        preloaded=any(lib.startswith("timescaledb") for lib in libraries)
-        or license_name is not None,
+        preloaded=preloaded,
     )
 
 
-def check_preflight(info: ServerInfo) -> None:
-    """Raise PreflightError when migrating this server could not succeed."""
+def preflight_problems(info: ServerInfo) -> tuple[str, ...]:
+    """Why migrating this server could not succeed, in words; empty when it can.
+
+    A preload that cannot be read (``preloaded is None``) is not a problem here: the role may
+    simply not see the setting, and the migration itself will say if it is really missing.
+    """
     version = info.timescaledb_version
     if version is None:
-        raise PreflightError(
+        return (
             "TimescaleDB is not available on this server. Install the timescaledb extension "
             f"(version {'.'.join(map(str, MINIMUM_TIMESCALEDB))} or newer) and add it to "
-            "shared_preload_libraries."
+            "shared_preload_libraries.",
         )
-    if not info.preloaded:
-        raise PreflightError(
+    problems = []
+    if info.preloaded is False:
+        problems.append(
             "timescaledb is not in shared_preload_libraries. Add it to postgresql.conf "
             "(shared_preload_libraries = 'timescaledb') and restart PostgreSQL."
         )
     if _parse_version(version) < MINIMUM_TIMESCALEDB:
         minimum = ".".join(map(str, MINIMUM_TIMESCALEDB))
-        raise PreflightError(
+        problems.append(
             f"TimescaleDB {version} is older than {minimum}, the oldest version analytics-core "
             f"supports. Upgrade the extension (ALTER EXTENSION timescaledb UPDATE) first."
         )
+    return tuple(problems)
+
+
+def check_preflight(info: ServerInfo) -> None:
+    """Raise PreflightError when migrating this server could not succeed."""
+    problems = preflight_problems(info)
+    if problems:
+        raise PreflightError(" ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from analytics_core.errors import SchemaNotMigrated
 from analytics_core.migrate.edition import Edition, inspect_server
 from analytics_core.migrate.errors import MigrateError
 from analytics_core.migrate.jobs import JobStatus, read_jobs
@@ -92,8 +93,8 @@ def maintain(
     """Run one round of upkeep on an autocommit connection; every task runs even if one fails.
 
     Blocks for as long as the refreshes take, plus at most ``job_wait`` per job the scheduler
-    is running. Raises MigrateError when the schema is not there, psycopg errors only for
-    connection failures.
+    is running. Raises MigrateError when the extension is not there, SchemaNotMigrated when
+    the table is not, psycopg errors only for connection failures.
     """
     if not conn.autocommit:
         raise ValueError("maintain() needs an autocommit connection: refreshes commit per step")
@@ -101,6 +102,12 @@ def maintain(
     if edition is None:
         raise MigrateError(
             "the timescaledb extension is not created in this database: run "
+            "`analytics-migrate all` first"
+        )
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (EVENTS_TABLE,)).fetchone()
+    if not (row and row[0]):
+        raise SchemaNotMigrated(
+            f"there is no {EVENTS_TABLE} table to maintain in this database: run "
             "`analytics-migrate all` first"
         )
     tasks = _community_tasks(conn) if edition is Edition.COMMUNITY else _apache_tasks(conn)

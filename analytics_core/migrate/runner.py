@@ -40,6 +40,7 @@ from analytics_core.migrate.edition import (
     check_preflight,
     choose_edition,
     inspect_server,
+    preflight_problems,
 )
 from analytics_core.migrate.errors import (
     DriftDetected,
@@ -47,6 +48,7 @@ from analytics_core.migrate.errors import (
     MigrateError,
     MigrationFailed,
     PendingPreDeploy,
+    PreflightError,
 )
 from analytics_core.migrate.ledger import CHECKSUM_TABLE, Ledger, read_ledger
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations, write_rendered
@@ -69,6 +71,10 @@ __all__ = [
 DEFAULT_LOCK_WAIT = timedelta(minutes=5)
 #: How long one DDL statement may wait for a table lock (held by ingestion or a long query).
 DEFAULT_DDL_LOCK_TIMEOUT = timedelta(seconds=10)
+#: Bounds of every statement of ``status`` and ``dry-run``: how long it may run, and wait
+#: for a lock (the catalog queries take ACCESS SHARE locks, which an ALTER would block).
+READ_STATEMENT_TIMEOUT = timedelta(seconds=60)
+READ_LOCK_TIMEOUT = timedelta(seconds=5)
 
 # Any constant works as long as every deploy uses the same one: 'analytics' as ASCII.
 _ADVISORY_LOCK_KEY = 0x616E616C79746963
@@ -105,6 +111,8 @@ class DryRun:
     edition: EditionChoice
     #: The pending migrations in the order they would apply.
     pending: tuple[PlannedMigration, ...]
+    #: Why a deploy would refuse this server (empty without a database, or when it would not).
+    preflight: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +120,7 @@ class DryRun:
             "edition_assumed": self.edition.assumed,
             "edition_reason": self.edition.reason,
             "pending": [migration.to_json() for migration in self.pending],
+            "preflight": list(self.preflight),
         }
 
 
@@ -133,9 +142,21 @@ Progress = Callable[[str, int, int], None]
 
 
 def connect(url: str, *, read_only: bool = False, timeout: float = 10.0) -> psycopg.Connection[Any]:
-    """Open an autocommit connection as ``analytics-migrate``; ConnectionFailed on failure."""
+    """Open an autocommit connection as ``analytics-migrate``; ConnectionFailed on failure.
+
+    A read-only session (``status``, ``dry-run``) is bounded: each statement may run for
+    :data:`READ_STATEMENT_TIMEOUT` and wait :data:`READ_LOCK_TIMEOUT` for a lock, so a
+    deploy gate never hangs behind a long transaction on the events table.
+    """
+    if not read_only:
+        return connection.connect(url, application_name="analytics-migrate", timeout=timeout)
     return connection.connect(
-        url, application_name="analytics-migrate", read_only=read_only, timeout=timeout
+        url,
+        application_name="analytics-migrate",
+        read_only=True,
+        timeout=timeout,
+        statement_timeout=READ_STATEMENT_TIMEOUT.total_seconds(),
+        lock_timeout=READ_LOCK_TIMEOUT.total_seconds(),
     )
 
 
@@ -178,7 +199,11 @@ def dry_run(
             server = inspect_server(conn)
             applied = frozenset(read_ledger(conn).applied)
     choice = choose_edition(server, edition)
-    return DryRun(choice, tuple(plan(choice.edition, applied=applied, migrations=migrations)))
+    return DryRun(
+        choice,
+        tuple(plan(choice.edition, applied=applied, migrations=migrations)),
+        preflight_problems(server) if server is not None else (),
+    )
 
 
 def apply(
@@ -208,6 +233,8 @@ def apply(
             ledger = read_ledger(conn)
             if not allow_drift:
                 _refuse_drift(conn, server, ledger, files)
+            if any(m.id not in ledger.applied for phase in phases for m in files[phase]):
+                _require_create_privilege(conn)
             if Phase.PRE not in phases and Phase.POST in phases:
                 pending_pre = [m.id for m in files[Phase.PRE] if m.id not in ledger.applied]
                 if pending_pre:
@@ -250,6 +277,27 @@ def _refuse_drift(
         )
     if problems:
         raise DriftDetected(problems)
+
+
+def _require_create_privilege(conn: psycopg.Connection[Any]) -> None:
+    # Without it yoyo fails later with a misleading 'relation "yoyo_lock" does not exist'.
+    row = conn.execute(
+        "SELECT current_user, current_schema(),"
+        " coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+    ).fetchone()
+    assert row is not None
+    user, schema, allowed = row
+    if schema is None:
+        raise PreflightError(
+            f"no schema to create the tables in: the search_path of role {user} names none "
+            "that exists. Set it (ALTER ROLE ... SET search_path = public) or create the schema."
+        )
+    if not allowed:
+        raise PreflightError(
+            f"role {user} may not create tables in schema {schema}, which migrating needs "
+            f"(yoyo's ledger included). Run analytics-migrate as the schema's owner, or "
+            f"GRANT CREATE ON SCHEMA {schema} TO {user}."
+        )
 
 
 def inspect_url(url: str) -> ServerInfo:

@@ -17,7 +17,12 @@ from psycopg.rows import dict_row
 from analytics_core._json import jsonable
 from analytics_core.migrate._catalog import in_python_range
 from analytics_core.migrate.drift import SchemaDrift, check_schema
-from analytics_core.migrate.edition import Edition, ServerInfo, inspect_server
+from analytics_core.migrate.edition import (
+    Edition,
+    ServerInfo,
+    inspect_server,
+    preflight_problems,
+)
 from analytics_core.migrate.jobs import (
     JobStatus,
     MaintenanceRun,
@@ -130,8 +135,12 @@ class SchemaStatus:
     aggregates: tuple[AggregateStatus, ...]
     #: Objects that differ from what the applied migrations build on this edition.
     schema_drift: tuple[SchemaDrift, ...] = ()
-    #: Server settings that keep background jobs from running, in words.
-    worker_warnings: tuple[str, ...] = ()
+    #: What a deploy would refuse this server for (as ``all`` would say it); empty when it
+    #: can be migrated.
+    preflight: tuple[str, ...] = ()
+    #: What may go wrong without failing anything yet: server settings that keep background
+    #: jobs from running, a preload this role cannot see.
+    warnings: tuple[str, ...] = ()
     #: What ``analytics-migrate maintain`` last did, per task.
     maintenance: tuple[MaintenanceRun, ...] = ()
     #: Migrations in the ledger with no file in this package (deleted, renamed, or applied
@@ -204,7 +213,15 @@ def read_status(
     unknown = ledger.unknown(m for phase in Phase for m in files[phase])
     if server.timescaledb_installed is None or server.edition is None:
         return SchemaStatus(
-            server, tuple(phases), _features(server), None, (), (), unknown_migrations=unknown
+            server,
+            tuple(phases),
+            _features(server),
+            None,
+            (),
+            (),
+            preflight=preflight_problems(server),
+            warnings=_preload_warning(server),
+            unknown_migrations=unknown,
         )
     by_phase = {status.phase: status for status in phases}
     post = by_phase[Phase.POST]
@@ -227,9 +244,19 @@ def read_status(
             pre_applied=not by_phase[Phase.PRE].pending,
             post_applied=bool(post.applied) and not post.pending,
         ),
-        worker_warnings=worker_warnings(conn, len(jobs)) if jobs else (),
+        preflight=preflight_problems(server),
+        warnings=_preload_warning(server) + (worker_warnings(conn, len(jobs)) if jobs else ()),
         maintenance=maintenance,
         unknown_migrations=unknown,
+    )
+
+
+def _preload_warning(server: ServerInfo) -> tuple[str, ...]:
+    if server.preloaded is not None:
+        return ()
+    return (
+        "cannot tell whether timescaledb is in shared_preload_libraries: this role may not "
+        "read the setting (a superuser or pg_read_all_settings can)",
     )
 
 
