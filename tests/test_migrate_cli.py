@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -386,3 +387,38 @@ def test_status_and_dry_run_work_for_a_role_without_settings_privileges(
     code, out, err = run("dry-run", "--json", url=password_url)
     assert code == 0, err
     assert json.loads(out)["pending"] == []
+
+
+def test_a_server_crash_during_a_migration_names_the_migration(
+    database_url: str, migrations_copy: Path
+) -> None:
+    assert run("all", url=database_url)[0] == 0
+    (migrations_copy / "post" / "post_0099_slow.sql").write_text(
+        "SELECT pg_sleep(30);\n", encoding="utf-8"
+    )
+
+    def crash_while_it_runs() -> None:
+        # As a server crash does: every session of the deploy ends, the one holding the
+        # deploy lock included.
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            for _ in range(100):
+                running = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE query LIKE 'SELECT pg_sleep(30)%%' AND pid <> pg_backend_pid()"
+                ).fetchone()
+                if running and running[0]:
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                    return
+                time.sleep(0.1)
+
+    killer = threading.Thread(target=crash_while_it_runs)
+    killer.start()
+    code, _, err = run("all", url=database_url)
+    killer.join()
+    assert code == 2
+    message = " ".join(err.split())
+    assert "migration post_0099_slow failed" in message
+    assert "post_0099_slow" not in applied_ids(database_url)

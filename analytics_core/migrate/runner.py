@@ -336,8 +336,11 @@ def deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[None
     try:
         yield
     finally:
-        if not conn.closed:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
+        # A session that is gone (the server crashed or restarted) took the lock with it,
+        # and unlocking it would raise over the error that says which migration failed.
+        if not conn.closed and not conn.broken:
+            with contextlib.suppress(psycopg.OperationalError):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
 
 
 def milliseconds(duration: timedelta) -> sql.Literal:
