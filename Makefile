@@ -32,8 +32,8 @@ engines: install
 	scripts/server-engine install
 	cd $(PGLITE_DIR) && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; }
 
+# Without DATABASE_URL the demo installs (as root) and starts the local server engine itself.
 demo: install
-	@if [ -z "$${DATABASE_URL:-}" ]; then scripts/server-engine install; fi
 	$(BIN)/python scripts/demo.py
 
 test: engines

@@ -15,11 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
+from analytics_core.connection import mask_password
 from benchmarks import aggregates, ingest, latency, migrations
-from benchmarks.database import ENV_VARS, BenchServer, ServerUnavailable, find_server, migrate
+from benchmarks.database import ENV_VARS, find_server
 from benchmarks.environment import describe_environment
 from benchmarks.report import Report, render, targets
 from benchmarks.settings import FULL, QUICK, Settings
+from devtools.databases import ThrowawayDatabases
+from devtools.seeding import migrate
+from devtools.server_engine import ServerEngineError
 
 __all__ = ["BENCHMARKS", "DEFAULT_OUTPUT", "main", "run"]
 
@@ -123,8 +127,8 @@ def run(
     own named ``<prefix>_<benchmark>``. Blocks for as long as they take; raises what a
     benchmark raises (RuntimeError, AssertionError, psycopg.Error)."""
     began = time.perf_counter()
-    with BenchServer(dsn, prefix) as server:
-        environment = describe_environment(server.admin(), f"{source}: {server.masked_dsn}")
+    with ThrowawayDatabases(dsn, prefix) as server:
+        environment = describe_environment(server.admin(), f"{source}: {mask_password(dsn)}")
 
         def in_database(name: str, benchmark: Callable[[str], T]) -> T | None:
             if name not in only:
@@ -159,8 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = _logger()
     try:
         dsn, source = find_server(arguments.database_url)
-    except ServerUnavailable as error:
-        print(f"benchmarks: no database server: {error}", file=sys.stderr)
+    except ServerEngineError as error:
+        print(
+            f"benchmarks: no database server: {error}\n"
+            f"Run it as root, or set {ENV_VARS[0]} to a TimescaleDB DSN.",
+            file=sys.stderr,
+        )
         return 2
     log(f"server: {source}")
     only = tuple(name for name in BENCHMARKS if name in (arguments.only or BENCHMARKS))

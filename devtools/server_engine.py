@@ -1,8 +1,10 @@
 """Local PostgreSQL 15 + TimescaleDB (Apache edition) clusters, through scripts/server-engine.
 
-Needs Linux and root: the script installs Debian packages, builds TimescaleDB once, and runs
-each cluster as the `postgres` user. Clusters keep running after the tests, so the next run
-starts in well under a second; `scripts/server-engine stop --name NAME` stops one.
+The one caller of that script: the tests, the benchmarks and the demo start their clusters
+here, with the same bounded waits and one error type. Needs Linux; installing needs root (the
+script installs Debian packages and builds TimescaleDB once), starting needs root or the
+`postgres` user. Clusters keep running after their caller, so the next start takes well under
+a second; `scripts/server-engine stop --name NAME` stops one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+__all__ = [
+    "INSTALL_TIMEOUT_S",
+    "START_TIMEOUT_S",
+    "STOP_TIMEOUT_S",
+    "ServerEngineError",
+    "ensure_server",
+    "stop_server",
+    "unavailable_reason",
+]
 
 SERVER_ENGINE = Path(__file__).resolve().parents[1] / "scripts" / "server-engine"
 
@@ -46,11 +58,14 @@ def ensure_server(
 ) -> str:
     """Install the engine if needed, start cluster `name`, and return its DSN.
 
-    `preload=False` starts it without timescaledb in shared_preload_libraries (a cluster that
-    runs already is restarted if its settings differ). Blocks for at most the two timeouts;
-    raises `ServerEngineError` on failure or timeout.
+    The install step runs only as root (as another user the engine must be installed
+    already). `preload=False` starts the cluster without timescaledb in
+    shared_preload_libraries (a cluster that runs already is restarted if its settings
+    differ). Blocks for at most the two timeouts; raises `ServerEngineError` on failure or
+    timeout.
     """
-    _run(["install"], install_timeout_s)
+    if os.geteuid() == 0:
+        _run(["install"], install_timeout_s)
     command = ["start", "--name", name]
     if not preload:
         command.append("--no-preload")
@@ -70,14 +85,17 @@ def _run(arguments: list[str], timeout_s: float) -> str:
     command = [str(SERVER_ENGINE), *arguments]
     # Its own session, so a timeout also ends what it started (apt-get, make, the compilers),
     # and they cannot keep our pipes open.
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError as error:
+        raise ServerEngineError(f"cannot run {SERVER_ENGINE}: {error}") from None
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

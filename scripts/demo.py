@@ -7,7 +7,9 @@
 5. a short report from `analytics-report`.
 
 The database is $DATABASE_URL when set (used as is: nothing is dropped), else a fresh
-`analytics_demo` database on the local server engine that `scripts/server-engine` provides.
+`analytics_demo` database on the local server engine that `scripts/server-engine` provides,
+installed (as root) and started on demand. It imports `devtools`, the repository's
+development package, which the editable install (`make install`) puts on the path.
 """
 
 from __future__ import annotations
@@ -19,35 +21,40 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from rich.console import Console
 
 from analytics_core import AnalyticsClient
 from analytics_core.migrate import mask_password
 from analytics_core.sample import sample_events
+from devtools import server_engine
+from devtools.databases import APP_DATABASE_URL_ENV, ThrowawayDatabases
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SAMPLE_SIZE = 60_000
-DEMO_DATABASE = "analytics_demo"
+#: The demo database is `<prefix>_demo`: analytics_demo.
+DEMO_DATABASE_PREFIX = "analytics"
 
 console = Console(width=max(shutil.get_terminal_size((140, 40)).columns, 120))
 
 
 def local_demo_database() -> str:
-    """Start the local server engine and return the URL of a freshly created demo database."""
-    started = subprocess.run(
-        [str(REPO / "scripts" / "server-engine"), "start"],
-        capture_output=True, text=True, check=True, timeout=300,
-    )
-    admin_url = started.stdout.strip().splitlines()[-1]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
-    parts = urlsplit(admin_url)
-    return urlunsplit(parts._replace(path=f"/{DEMO_DATABASE}"))
+    """Start the local server engine and return the URL of a freshly created demo database.
+
+    Exits with status 1 and says what to do when the engine cannot start.
+    """
+    try:
+        admin_url = server_engine.ensure_server()
+    except server_engine.ServerEngineError as error:
+        console.print(
+            f"the local server engine failed: {error}\n"
+            f"Run the demo as root, or set {APP_DATABASE_URL_ENV} to a TimescaleDB database.",
+            style="red",
+            markup=False,
+        )
+        raise SystemExit(1) from None
+    with ThrowawayDatabases(admin_url, DEMO_DATABASE_PREFIX) as databases:
+        return databases.create("demo")
 
 
 def command(*args: str, url: str, allow: tuple[int, ...] = (0,)) -> None:
@@ -57,7 +64,7 @@ def command(*args: str, url: str, allow: tuple[int, ...] = (0,)) -> None:
     width = max(shutil.get_terminal_size((140, 40)).columns, 120)
     result = subprocess.run(
         [str(BIN / args[0]), *args[1:]],
-        env={**os.environ, "DATABASE_URL": url, "COLUMNS": str(width)},
+        env={**os.environ, APP_DATABASE_URL_ENV: url, "COLUMNS": str(width)},
         check=False,
         timeout=300,
     )
@@ -94,7 +101,7 @@ def load_sample(url: str) -> None:
 
 
 def main() -> None:
-    url = os.environ.get("DATABASE_URL") or local_demo_database()
+    url = os.environ.get(APP_DATABASE_URL_ENV) or local_demo_database()
     console.print(f"database: {mask_password(url)}")
     command("analytics-migrate", "all", url=url)
     load_sample(url)
