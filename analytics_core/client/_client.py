@@ -1,0 +1,251 @@
+"""``AnalyticsClient``: the public face of the client; see ``analytics_core.client``.
+
+It validates its arguments (``_config``), puts tracked events into the intake (``_queue``),
+starts and stops the worker (``_worker``) and registers itself for exit and fork
+(``_lifecycle``). Everything that waits is bounded by a caller's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from analytics_core._checks import seconds
+from analytics_core.client._config import ClientConfig
+from analytics_core.client._connection import EventsConnection
+from analytics_core.client._lifecycle import forget_client, register_client, register_connection
+from analytics_core.client._queue import EventQueue, LocalIntake
+from analytics_core.client._worker import Worker
+from analytics_core.events import AnalyticsEvent
+from analytics_core.tracker import (
+    EVENT_CLASSES,
+    ClientStats,
+    OnError,
+    Tracker,
+    check_event,
+    check_timestamp,
+)
+
+__all__ = ["AnalyticsClient"]
+
+_time_ns = time.time_ns
+
+
+class AnalyticsClient:
+    """Tracks analytics events and writes them to ``analytics_events`` in the background.
+
+    Arguments (validated here, once; a bad value raises ``ValueError`` or ``TypeError``):
+
+    - ``database_url``: libpq DSN or URL of the database holding ``analytics_events``.
+    - ``service``: the ``service`` column of every row, 1-100 characters.
+    - ``batch_size`` (100): events per COPY.
+    - ``flush_interval`` (10.0 s): longest time an event waits for its batch to fill.
+    - ``max_queue_size`` (10 000): most events pending at once (queued, being built or being
+      written); ``track()`` drops beyond it. At least ``batch_size``.
+    - ``on_error`` (None): ``on_error(events, exception)``, called on the writer thread with
+      events the database rejected. Exceptions it raises are logged and ignored. It must not
+      call ``flush()`` or ``close()``.
+    - ``shutdown_timeout`` (5.0 s): how long the exit hook and ``with`` blocks wait to drain.
+    - ``connect_timeout`` (5.0 s): per connection attempt (libpq: whole seconds, at least 2).
+    - ``statement_timeout`` (30.0 s): server-side bound on each COPY; a server that stops
+      answering altogether is cut off 5 s after it.
+    - ``max_backoff`` (10.0 s): longest pause between retries while the database is away.
+    - ``enabled`` (True): False makes a client that connects nowhere and discards events,
+      counting them as written (for development; see also ``analytics_core.testing``).
+
+    Starts two daemon threads (no connection is opened until the first batch). Thread-safe.
+    Close it with ``close()`` or a ``with`` block; open clients are also closed at exit.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        service: str,
+        batch_size: int = 100,
+        flush_interval: float = 10.0,
+        max_queue_size: int = 10_000,
+        on_error: OnError | None = None,
+        shutdown_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        max_backoff: float = 10.0,
+        enabled: bool = True,
+    ) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, not {type(enabled).__name__}")
+        self._config = ClientConfig.create(
+            database_url,
+            service=service,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            on_error=on_error,
+            shutdown_timeout=shutdown_timeout,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            max_backoff=max_backoff,
+            connect=enabled,
+        )
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._intake: EventQueue | LocalIntake
+        self._worker: Worker | None = None
+        self._finalizer: weakref.finalize[Any, Any]
+        if enabled:
+            self._start_worker()
+        else:
+            self._intake = LocalIntake()
+
+    # --- The public surface ------------------------------------------------------------------
+
+    @property
+    def service(self) -> str:
+        """The ``service`` written with every event."""
+        return self._config.service
+
+    def track(self, event: AnalyticsEvent, *, timestamp: datetime | None = None) -> bool:
+        """Queue ``event`` for writing; return False when it was dropped.
+
+        ``timestamp`` defaults to now; an explicit one must be timezone-aware (``ValueError``
+        for a naive one). ``TypeError`` when ``event`` is not an event model: build one (its
+        constructor validates the fields) or use ``events.parse_event`` for raw payloads.
+
+        Dropped means the queue holds ``max_queue_size`` events already, or the client is
+        closed; either is counted in ``stats.dropped``. Never blocks and does no I/O.
+        """
+        if type(event) not in EVENT_CLASSES:
+            check_event(event)
+        if timestamp is None:
+            return self._intake.put(event, _time_ns())
+        # The common explicit timestamp, checked inline: a call costs a share of track().
+        if timestamp.__class__ is datetime and timestamp.tzinfo is UTC:
+            return self._intake.put(event, timestamp)
+        return self._intake.put(event, check_timestamp(timestamp))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write everything tracked before this call; wait at most ``timeout`` seconds.
+
+        True when every such event has been resolved: written, or rejected by the database
+        (counted in ``stats.failed`` and passed to ``on_error``; no wait would change that).
+        False when the timeout passed first (the database is slow or away; the events stay
+        queued) or they were dropped by a timed-out ``close()``. Blocks the calling thread;
+        raises ``RuntimeError`` when called from ``on_error``.
+        """
+        deadline = time.monotonic() + seconds(timeout, "timeout")
+        worker = self._worker
+        if worker is None:
+            return True
+        self._refuse_worker_thread(worker, "flush")
+        return worker.flush(deadline)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop accepting events, write what is pending, release the connection.
+
+        Waits at most ``timeout`` seconds (database up or down). True when everything was
+        resolved in time; False when it gave up: what was still pending is then counted as
+        dropped (a COPY already sent finishes on its own). Idempotent: a later call waits for
+        the same shutdown. ``track()`` after close returns False and counts a drop.
+        """
+        deadline = time.monotonic() + seconds(timeout, "timeout")
+        self._begin_close()
+        return self._finish_close(deadline)
+
+    async def aflush(self, timeout: float = 5.0) -> bool:
+        """``flush(timeout)`` in a thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float = 5.0) -> bool:
+        """``close(timeout)`` in a thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.close, timeout)
+
+    @property
+    def stats(self) -> ClientStats:
+        """A consistent snapshot of the counters (see ``ClientStats``)."""
+        return self._intake.snapshot()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(self._config.shutdown_timeout)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<{type(self).__name__} service={self._config.service!r} {state} "
+            f"queue_depth={self.stats.queue_depth}>"
+        )
+
+    # --- Lifecycle (called by _lifecycle at fork and exit) ------------------------------------
+
+    @property
+    def _shutdown_timeout(self) -> float:
+        return self._config.shutdown_timeout
+
+    def _start_worker(self) -> None:
+        config = self._config
+        queue = EventQueue(config.max_queue_size, config.batch_size)
+        connection = EventsConnection(config.conninfo, config.statement_timeout_ms)
+        register_connection(connection)
+        worker = Worker(config, queue, connection)
+        self._intake = queue
+        self._worker = worker
+        worker.start()
+        register_client(self)
+        # A client dropped without close(): its worker drains what it has and stops, rather
+        # than running for the life of the process. (At exit the atexit hook does the job.)
+        self._finalizer = weakref.finalize(self, worker.begin_close)
+        self._finalizer.atexit = False
+
+    def _begin_close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        forget_client(self)
+        if self._worker is None:
+            self._intake.close_intake()
+        else:
+            self._worker.begin_close()
+
+    def _finish_close(self, deadline: float) -> bool:
+        worker = self._worker
+        if worker is None:
+            return True
+        self._refuse_worker_thread(worker, "close")
+        if not worker.join(deadline):
+            worker.abort()
+            return False
+        return not worker.queue.abandoned and worker.queue.pending == 0
+
+    def _restart_in_child(self) -> None:
+        # Runs single-threaded in a forked child; the parent's threads are gone and its locks
+        # may have been held by them, so everything stateful is created anew.
+        self._close_lock = threading.Lock()
+        if not self._closed and self._worker is not None:
+            # The parent's worker is not ours to stop, and its locks may be held forever.
+            self._finalizer.detach()
+            self._start_worker()
+
+    @staticmethod
+    def _refuse_worker_thread(worker: Worker, method: str) -> None:
+        if worker.runs_on_current_thread():
+            raise RuntimeError(
+                f"{method}() called from the client's own worker thread (in on_error?); it "
+                "would wait for itself. Call it from application code instead."
+            )
+
+
+# The client satisfies the protocol that the test doubles share.
+_: type[Tracker] = AnalyticsClient
