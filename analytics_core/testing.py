@@ -47,10 +47,9 @@ class RecordingClient(AnalyticsClient):
     """A tracker that keeps events in memory, in the order they were tracked. Thread-safe."""
 
     def __init__(self, *, service: str = "test") -> None:
-        super().__init__("", service=service, enabled=False)
         self._records: list[EnrichedEvent] = []
-        self._intake = LocalIntake(keep=self._keep)
         self._records_lock = threading.Lock()
+        super().__init__("", service=service, enabled=False, _intake=LocalIntake(keep=self._keep))
 
     @property
     def records(self) -> list[EnrichedEvent]:

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from analytics_core import AnalyticsClient
+from analytics_core.client._queue import LocalIntake
 from analytics_core.events import BaseEvent, TaskCompleted, TaskCreated
 
 NOWHERE = "postgresql://postgres:secret@127.0.0.1:9/analytics"
@@ -47,6 +48,7 @@ def client() -> Iterator[AnalyticsClient]:
         ({"max_backoff": 0}, ValueError, "max_backoff must be a finite number"),
         ({"on_error": "log"}, TypeError, "on_error must be a callable"),
         ({"enabled": "no"}, TypeError, "enabled must be a bool"),
+        ({"_intake": LocalIntake()}, ValueError, "_intake is for disabled clients"),
     ],
 )
 def test_bad_configuration_is_rejected_at_construction(

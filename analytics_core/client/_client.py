@@ -57,6 +57,9 @@ class AnalyticsClient:
     - ``max_backoff`` (10.0 s): longest pause between retries while the database is away.
     - ``enabled`` (True): False makes a client that connects nowhere and discards events,
       counting them as written (for development; see also ``analytics_core.testing``).
+    - ``_intake`` (None): private, for the test doubles in ``analytics_core.testing``: the
+      ``LocalIntake`` that receives a disabled client's events (by default one that discards
+      them). Only with ``enabled=False``.
 
     Starts two daemon threads (no connection is opened until the first batch). Thread-safe.
     Close it with ``close()`` or a ``with`` block; open clients are also closed at exit.
@@ -76,9 +79,14 @@ class AnalyticsClient:
         statement_timeout: float = 30.0,
         max_backoff: float = 10.0,
         enabled: bool = True,
+        _intake: LocalIntake | None = None,
     ) -> None:
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be a bool, not {type(enabled).__name__}")
+        if _intake is not None and enabled:
+            raise ValueError(
+                "_intake is for disabled clients (the test doubles): pass enabled=False"
+            )
         self._config = ClientConfig.create(
             database_url,
             service=service,
@@ -100,7 +108,7 @@ class AnalyticsClient:
         if enabled:
             self._start_worker()
         else:
-            self._intake = LocalIntake()
+            self._intake = LocalIntake() if _intake is None else _intake
 
     # --- The public surface ------------------------------------------------------------------
 

@@ -270,11 +270,6 @@ class LocalIntake:
         with self._lock:
             self._open = False
 
-    def run_locked(self, action: Callable[[], None]) -> None:
-        """Run ``action`` under the intake lock (to clear what ``keep`` stored, atomically)."""
-        with self._lock:
-            action()
-
     def snapshot(self) -> ClientStats:
         """The counters, consistent with each other."""
         with self._lock:
