@@ -5,7 +5,7 @@ Type your code against ``analytics_core.Tracker`` (or ``AnalyticsClient``) and h
 - ``NullClient``: accepts valid events and discards them (the same as
   ``AnalyticsClient(..., enabled=False)``).
 - ``RecordingClient``: keeps every event in memory, enriched with its timestamp, service and a
-  fresh ``event_id`` as the real writer would, for assertions::
+  fresh ``event_id`` as the real client would, for assertions::
 
       from analytics_core.events import TaskCreated
       from analytics_core.testing import RecordingClient

@@ -14,8 +14,8 @@ class Backoff:
     """Delays of 0.05 s doubling per failure up to ``cap``, each jittered to 50-100 %.
 
     The jitter keeps many clients that lost the same database from reconnecting in step; the
-    lower half is kept so that a retry never comes immediately. Not thread-safe: one writer
-    owns it.
+    lower half is kept so that a retry never comes immediately. Not thread-safe: one
+    ``Delivery`` owns it.
     """
 
     def __init__(self, cap: float) -> None:

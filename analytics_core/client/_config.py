@@ -126,7 +126,7 @@ def _with_conninfo(config: ClientConfig, database_url: object) -> ClientConfig:
             "database_url is not a valid PostgreSQL connection string; expected "
             "postgresql://user:password@host:5432/dbname or 'host=... dbname=...'"
         ) from exc
-    # Ours, whatever the DSN says: the writer sends UTF-8 JSON, and every wait is bounded.
+    # Ours, whatever the DSN says: the encoded rows are UTF-8, and every wait is bounded.
     params["client_encoding"] = "UTF8"
     params["connect_timeout"] = str(max(_MIN_CONNECT_TIMEOUT_S, math.ceil(config.connect_timeout)))
     # The DSN's own choices win for these.

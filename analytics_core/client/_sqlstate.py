@@ -1,6 +1,6 @@
 """What a write error means for the rows that hit it, decided from its SQLSTATE.
 
-The writer never matches error messages. It asks ``classify(exc)`` and gets one of:
+Delivery never matches error messages. It asks ``classify(exc)`` and gets one of:
 
 - ``TRANSIENT``: the rows are fine, the database or the path to it is not (class 08
   connection, 57 operator intervention such as admin shutdown 57P01 or a statement timeout
@@ -28,7 +28,7 @@ __all__ = ["Failure", "classify", "describe"]
 
 
 class Failure(enum.Enum):
-    """The kind of a write error, and so what the writer does next."""
+    """The kind of a write error, and so what delivery does next."""
 
     TRANSIENT = "transient"
     DUPLICATE = "duplicate"

@@ -50,7 +50,7 @@ class _Handoff:
     The writer ``get``s a batch and ``release``s the slot only once its COPY is on the wire
     and it waits for the server without the GIL. The batcher then hands over the batch it
     built and builds the next one: its Python work runs while the server runs, instead of
-    competing for the GIL with the writer's own row encoding.
+    competing for the GIL with the writer thread while it sends.
     """
 
     def __init__(self) -> None:
