@@ -61,6 +61,10 @@ class FakeConnection:
         if exc is not None:
             raise exc
 
+    def reject(self, row: Row, exc: Exception) -> None:
+        """Make the server refuse, with ``exc``, every COPY that contains ``row``."""
+        self.poison[event_id_of(row)] = exc
+
     def present(self, rows: Sequence[Row]) -> set[bytes]:
         self.lookups.append(len(rows))
         return {event_id_of(row) for row in rows} & self.table.keys()
@@ -163,7 +167,7 @@ def test_a_poison_row_is_isolated_by_halving_and_costs_only_itself() -> None:
     run = setup()
     events, batch = track(run, 8)
     bad = errors.UntranslatableCharacter("unsupported Unicode escape sequence")
-    run.connection.poison[event_id_of(batch.rows[5])] = bad
+    run.connection.reject(batch.rows[5], bad)
     run.deliver(batch)
     # 8 fails; 0-3 written; 4-7 fails; 4-5 fails; 4 written; 5 fails alone; 6-7 written.
     assert run.connection.copies == [8, 4, 4, 2, 1, 1, 2]
@@ -183,8 +187,8 @@ def test_each_distinct_rejection_gets_its_own_on_error_call() -> None:
     events, batch = track(run, 8)
     first = errors.UntranslatableCharacter("unsupported Unicode escape sequence")
     second = errors.CheckViolation("new row violates check constraint")
-    run.connection.poison[event_id_of(batch.rows[1])] = first
-    run.connection.poison[event_id_of(batch.rows[6])] = second
+    run.connection.reject(batch.rows[1], first)
+    run.connection.reject(batch.rows[6], second)
     run.deliver(batch)
     assert outcome(run) == (6, 2, 0, 4, 0)
     assert run.rejected == [([events[1]], first), ([events[6]], second)]
@@ -209,7 +213,7 @@ def test_an_on_error_callback_that_raises_is_logged_and_ignored(
 ) -> None:
     run = setup(on_error_raises=True)
     _, batch = track(run, 4)
-    run.connection.poison[event_id_of(batch.rows[0])] = errors.CheckViolation("check")
+    run.connection.reject(batch.rows[0], errors.CheckViolation("check"))
     with caplog.at_level(logging.WARNING, logger="analytics_core"):
         run.deliver(batch)
     assert outcome(run) == (3, 1, 0, 2, 0)
@@ -265,7 +269,7 @@ def test_a_unique_violation_not_about_our_event_ids_fails_that_row() -> None:
     run = setup()
     events, batch = track(run, 4)
     other_key = errors.UniqueViolation("duplicate key value violates unique constraint")
-    run.connection.poison[event_id_of(batch.rows[3])] = other_key
+    run.connection.reject(batch.rows[3], other_key)
     run.deliver(batch)
     # Each time none of the rows is present, so the violation splits like a data error.
     assert run.connection.copies == [4, 2, 2, 1, 1]
@@ -315,7 +319,7 @@ def test_giving_up_during_a_pause_leaves_the_rows_pending() -> None:
 def test_an_abort_between_attempts_stops_a_batch_being_split() -> None:
     run = setup(aborted=lambda: len(run.connection.copies) >= 2)
     _, batch = track(run, 8)
-    run.connection.poison[event_id_of(batch.rows[5])] = errors.CheckViolation("check")
+    run.connection.reject(batch.rows[5], errors.CheckViolation("check"))
     run.deliver(batch)
     # The first half was written; the half with the bad row is left pending.
     assert run.connection.copies == [8, 4]
