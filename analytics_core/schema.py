@@ -26,15 +26,22 @@ __all__ = [
     "EVENT_COPY_COLUMNS",
     "INTEGRATION_HEALTH_DAILY",
     "MAINTENANCE_RUNS_TABLE",
+    "READER_ROLE",
     "REFRESH_END_OFFSET",
     "REFRESH_SCHEDULE",
     "REFRESH_START_OFFSET",
     "RETENTION",
     "TASK_STATS_DAILY",
+    "WRITER_ROLE",
     "Aggregate",
 ]
 
 EVENTS_TABLE: Final = "analytics_events"
+
+#: The least-privilege roles the migrations create (see migrations/pre/pre_0003_roles.sql):
+#: services write as members of the writer, dashboards and ``status`` read as the reader.
+WRITER_ROLE: Final = "analytics_writer"
+READER_ROLE: Final = "analytics_reader"
 
 #: What ``analytics-migrate maintain`` last did, per task (see ``migrate.jobs``).
 MAINTENANCE_RUNS_TABLE: Final = "analytics_maintenance_runs"

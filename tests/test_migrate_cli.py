@@ -23,7 +23,7 @@ from analytics_core.migrate import sources
 from analytics_core.migrate.edition import Edition, inspect_server
 from analytics_core.migrate.runner import _ADVISORY_LOCK_KEY
 from analytics_core.migrate.sources import Phase, load_migrations
-from analytics_core.schema import AGGREGATES
+from analytics_core.schema import AGGREGATES, READER_ROLE
 
 pytestmark = pytest.mark.server
 
@@ -380,7 +380,7 @@ def test_status_and_dry_run_work_for_a_role_without_settings_privileges(
     assert run("all", url=database_url)[0] == 0
     role = urlsplit(password_url).username
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+        conn.execute(f'GRANT {READER_ROLE} TO "{role}"')
     code, out, err = run("status", "--json", url=password_url)
     assert code == 0, err
     assert json.loads(out)["server"]["preloaded"] is True

@@ -53,7 +53,6 @@ app = typer.Typer(
 )
 
 
-
 Since = Annotated[
     str | None,
     typer.Option(

@@ -26,10 +26,12 @@ from analytics_core.schema import (
     COMPRESS_ORDER_BY,
     COMPRESS_SEGMENT_BY,
     EVENTS_TABLE,
+    READER_ROLE,
     REFRESH_END_OFFSET,
     REFRESH_SCHEDULE,
     REFRESH_START_OFFSET,
     RETENTION,
+    WRITER_ROLE,
 )
 
 __all__ = ["DriftKind", "SchemaDrift", "check_schema"]
@@ -40,6 +42,8 @@ class DriftKind(enum.StrEnum):
 
     HYPERTABLE = "hypertable"
     CHUNK_INTERVAL = "chunk interval"
+    ROLE = "role"
+    PRIVILEGES = "privileges"
     AGGREGATE = "aggregate"
     REAL_TIME = "real-time aggregation"
     REFRESH_POLICY = "refresh policy"
@@ -99,6 +103,7 @@ def check_schema(
                 _interval(timedelta(seconds=chunk_seconds)),
             )
         )
+    drift += _roles(conn)
     if not post_applied:
         return tuple(drift)
     drift += _aggregates(conn, edition)
@@ -106,6 +111,68 @@ def check_schema(
         drift += _compression(conn, compression_enabled=bool(hypertable[0]))
         drift += _policies(conn)
     return tuple(drift)
+
+
+def _roles(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
+    """The least-privilege roles exist and hold exactly what the roles migration grants."""
+    present = {
+        str(name)
+        for (name,) in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([WRITER_ROLE, READER_ROLE],)
+        ).fetchall()
+    }
+    drift = [
+        SchemaDrift(DriftKind.ROLE, role, "a role (NOLOGIN)", "no role")
+        for role in (WRITER_ROLE, READER_ROLE)
+        if role not in present
+    ]
+    if WRITER_ROLE in present:
+        row = conn.execute(
+            "SELECT has_table_privilege(%(role)s, %(table)s, 'INSERT') AS may_insert,"
+            " has_table_privilege(%(role)s, %(table)s, 'SELECT') AS may_select,"
+            " has_sequence_privilege(%(role)s, pg_get_serial_sequence(%(table)s, 'id'),"
+            "  'USAGE') AS may_use_sequence",
+            {"role": WRITER_ROLE, "table": EVENTS_TABLE},
+        ).fetchone()
+        granted = dict(zip(_WRITER_GRANTS, row or (), strict=True))
+        missing = [grant for grant, ok in granted.items() if not ok]
+        if missing:
+            drift.append(
+                SchemaDrift(
+                    DriftKind.PRIVILEGES,
+                    WRITER_ROLE,
+                    ", ".join(_WRITER_GRANTS),
+                    "without " + ", ".join(missing),
+                )
+            )
+    if READER_ROLE in present:
+        unreadable = [
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT c.relname FROM pg_class c"
+                " WHERE c.relnamespace = current_schema()::regnamespace"
+                "   AND c.relkind IN ('r', 'p', 'v', 'm')"
+                "   AND NOT has_table_privilege(%s, c.oid, 'SELECT') ORDER BY 1",
+                (READER_ROLE,),
+            ).fetchall()
+        ]
+        if unreadable:
+            drift.append(
+                SchemaDrift(
+                    DriftKind.PRIVILEGES,
+                    READER_ROLE,
+                    "SELECT on every table and view",
+                    "no SELECT on " + ", ".join(unreadable),
+                )
+            )
+    return drift
+
+
+_WRITER_GRANTS = (
+    f"INSERT on {EVENTS_TABLE}",
+    f"SELECT on {EVENTS_TABLE}",
+    "USAGE on its id sequence",
+)
 
 
 def _aggregates(conn: psycopg.Connection[Any], edition: Edition) -> list[SchemaDrift]:

@@ -86,7 +86,11 @@ def plan_repair(
     migrations: dict[Phase, list[MigrationFile]] | None = None,
 ) -> list[RepairStep]:
     """The steps that fix ``drift`` on ``edition``, in order. Pure: no database."""
-    statements = _post_statements(edition, migrations or load_migrations())
+    files = migrations or load_migrations()
+    statements = _post_statements(edition, files)
+    roles = _matching(
+        tuple(s for m in files[Phase.PRE] for s in m.statements(edition)[1]), r"DO \$roles\$"
+    )
     steps: list[RepairStep] = []
     backfills: list[RepairStep] = []
     for item in drift:
@@ -115,6 +119,10 @@ def plan_repair(
                     transactional=False,
                 )
             )
+        elif item.kind in (DriftKind.ROLE, DriftKind.PRIVILEGES):
+            step = RepairStep("create the analytics roles and grant what they need", roles)
+            if step not in steps:
+                steps.append(step)
         elif item.kind is DriftKind.CHUNK_INTERVAL:
             # Applies to chunks created from now on; existing chunks keep their size.
             steps.append(
