@@ -32,35 +32,24 @@ from analytics_core.events import (
     TaskFailed,
     event_payload_json,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row of analytics_events as the writer would produce it."""
-
-    timestamp: datetime
-    event_type: str
-    service: str
-    user_id: uuid.UUID | None
-    data: str  # the JSONB document, as text
-
-    @classmethod
-    def of(cls, event: BaseEvent, at: datetime, service: str = "platform") -> Row:
-        return cls(
-            at,
-            str(event.event_type),  # type: ignore[attr-defined]
-            service,
-            getattr(event, "user_id", None),
-            event_payload_json(event),
-        )
+from devtools.seeding import EventRow, insert_statement
 
 
 @dataclass
 class Dataset:
-    rows: list[Row] = field(default_factory=list)
+    rows: list[EventRow] = field(default_factory=list)
 
     def add(self, event: BaseEvent, at: datetime, service: str = "platform") -> None:
-        self.rows.append(Row.of(event, at, service))
+        """``event`` as our client writes it."""
+        self.rows.append(
+            EventRow(
+                at,
+                str(event.event_type),  # type: ignore[attr-defined]
+                json.loads(event_payload_json(event)),
+                getattr(event, "user_id", None),
+                service,
+            )
+        )
 
     def add_raw(
         self,
@@ -71,28 +60,11 @@ class Dataset:
         service: str = "platform",
     ) -> None:
         """A row as a buggy or foreign producer might write it, bypassing the models."""
-        self.rows.append(Row(at, event_type, service, user_id, json.dumps(data)))
+        self.rows.append(EventRow(at, event_type, data, user_id, service))
 
     def insert_sql(self) -> str:
         """One INSERT statement for every row; no parameters, so it runs on any engine."""
-        documents = [
-            {
-                "ts": row.timestamp.isoformat(),
-                "type": row.event_type,
-                "service": row.service,
-                "user_id": None if row.user_id is None else str(row.user_id),
-                "data": json.loads(row.data),
-            }
-            for row in self.rows
-        ]
-        payload = json.dumps(documents)
-        assert "$rows$" not in payload
-        return (
-            'INSERT INTO analytics_events ("timestamp", event_type, service, user_id, data) '
-            "SELECT (r->>'ts')::timestamptz, r->>'type', r->>'service', "
-            "(r->>'user_id')::uuid, r->'data' "
-            f"FROM jsonb_array_elements($rows${payload}$rows$::jsonb) AS r"
-        )
+        return insert_statement(self.rows)
 
 
 def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
@@ -224,5 +196,6 @@ def product_history(start: datetime, days: int, seed: int = 7) -> Dataset:
     return data
 
 
-def parsed(rows: Iterable[Row]) -> list[tuple[Row, dict[str, Any]]]:
-    return [(row, json.loads(row.data)) for row in rows]
+def parsed(rows: Iterable[EventRow]) -> list[tuple[EventRow, dict[str, Any]]]:
+    """Each row with its payload."""
+    return [(row, row.data) for row in rows]

@@ -20,8 +20,8 @@ from analytics_core.migrate import Edition, Phase, apply, maintain, pause_jobs, 
 from analytics_core.migrate.jobs import read_jobs, worker_warnings
 from analytics_core.schema import AGGREGATES
 from devtools.psycopg_shim import PsycopgShim
+from devtools.pytest_plugin import FullTimescaleDB
 from devtools.sql_session import SqlSession
-from tests.conftest import FullTimescaleDB
 from tests.synthetic import Dataset, day_of, product_history
 from tests.test_schema_community import apply_migrations
 

@@ -27,9 +27,9 @@ from analytics_core.migrate import (
 from analytics_core.migrate.edition import inspect_server
 from analytics_core.schema import AGGREGATES, EVENTS_TABLE
 from devtools.psycopg_shim import PsycopgShim
+from devtools.pytest_plugin import FullTimescaleDB
 from devtools.sql_session import SqlSession
-from tests.conftest import FullTimescaleDB
-from tests.seeded_database import assert_same
+from tests.expected import assert_same
 from tests.synthetic import day_of, product_history
 from tests.test_schema_community import apply_migrations, run_statements
 
