@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -21,6 +22,8 @@ from analytics_core.errors import ConnectionFailed, DatabaseUrlError, MissingDat
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "ENV_VARS",
+    "READ_LOCK_TIMEOUT",
+    "READ_STATEMENT_TIMEOUT",
     "connect",
     "conninfo",
     "libpq_url",
@@ -34,6 +37,11 @@ __all__ = [
 ENV_VARS = ("DATABASE_URL", "PLATFORM_DATABASE_URL")
 #: Seconds a CLI waits for a connection (libpq counts whole seconds, at least 2).
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Bounds of every statement of a read-only CLI session (``status``, ``dry-run``, the
+#: reports): how long it may run, and wait for a lock, so that none hangs behind a long
+#: transaction on the events table.
+READ_STATEMENT_TIMEOUT = timedelta(seconds=60)
+READ_LOCK_TIMEOUT = timedelta(seconds=5)
 
 _SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
 

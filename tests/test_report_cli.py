@@ -301,3 +301,25 @@ def test_default_window_is_whole_utc_days_ending_today(url: str) -> None:
     window = run_json(url, "errors", "--since", f"{DAY}T12:30:00+02:00",
                       "--until", f"{DAY}T12:00")["window"]
     assert window == {"start": at(10).isoformat(), "end": at(12).isoformat()}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dau", "--days", "500000"], "--days"),
+        (["dau", "--since", "0001-01-01"], "longer than 3660 days"),
+        (["dau", "--until", "9999-12-31"], "out of range"),
+        (["dau", "--since", "0001-01-02", "--until", "0001-01-09"], "years 1 to 9999"),
+        (["live", "--minutes", "1500000000"], "--minutes"),
+        (["entity", "user", str(UA), "--days", "3000000"], "--days"),
+        (["leaderboard", "user", "--limit", "100000"], "--limit"),
+        (["live", "--interval", "inf"], "--interval"),
+    ],
+)
+def test_out_of_range_options_exit_2_with_a_message(
+    args: list[str], message: str, url: str
+) -> None:
+    code, out, err = run(*args, "--database-url", url)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in out + err

@@ -31,7 +31,12 @@ from analytics_core.cli._command_line import (
     print_json,
     resolve_url,
 )
-from analytics_core.connection import connect, scrub
+from analytics_core.connection import (
+    READ_LOCK_TIMEOUT,
+    READ_STATEMENT_TIMEOUT,
+    connect,
+    scrub,
+)
 from analytics_core.errors import AnalyticsCoreError
 
 EXIT_OK = 0
@@ -52,6 +57,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+#: Bounds of the options: ten years of days, a week of minutes, a thousand rows. Beyond them
+#: a report answers nothing useful and can take gigabytes (a 500,000-day series).
+MAX_DAYS = 3_660
+MAX_MINUTES = 10_080
+MAX_LIMIT = 1_000
 
 Since = Annotated[
     str | None,
@@ -74,11 +85,12 @@ Days = Annotated[
     typer.Option(
         "--days",
         min=1,
+        max=MAX_DAYS,
         help="The last N UTC days, today included (instead of --since/--until).",
         show_default=False,
     ),
 ]
-Limit = Annotated[int, typer.Option("--limit", min=1, help="How many rows to show.")]
+Limit = Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="How many rows to show.")]
 
 _T = TypeVar("_T")
 
@@ -102,6 +114,8 @@ def _instant(text: str, option: str, *, end: bool) -> datetime:
             f"{option} {text!r} is not an ISO date or datetime (e.g. 2024-01-31 or "
             "2024-01-31T12:00:00Z)"
         )
+    except OverflowError:
+        fail(f"{option} {text!r} is out of range")
     return moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment.astimezone(UTC)
 
 
@@ -125,9 +139,13 @@ def _window(
         start = (
             _instant(since, "--since", end=False) if since else end - timedelta(days=default_days)
         )
+        if end - start > timedelta(days=MAX_DAYS):
+            fail(f"the window is longer than {MAX_DAYS} days; narrow --since/--until")
         return q.TimeWindow(start, end)
     except ValueError as error:
         fail(str(error))
+    except OverflowError:
+        fail("the window reaches beyond the dates a report can represent (years 1 to 9999)")
 
 
 # --- Running -----------------------------------------------------------------------------------
@@ -141,10 +159,18 @@ def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
     """
     url = resolve_url(explicit_url)
     try:
-        with connect(url, application_name="analytics-report", read_only=True) as conn:
+        with connect(
+            url,
+            application_name="analytics-report",
+            read_only=True,
+            statement_timeout=READ_STATEMENT_TIMEOUT.total_seconds(),
+            lock_timeout=READ_LOCK_TIMEOUT.total_seconds(),
+        ) as conn:
             yield conn
     except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
+    except OverflowError:
+        fail("the window reaches beyond the dates a report can represent (years 1 to 9999)")
     except psycopg.Error as error:
         fail(f"the query failed: [{error.sqlstate or '?????'}] {scrub(str(error).strip(), url)}")
 
@@ -291,11 +317,16 @@ def entity(
     entity_id: Annotated[str, typer.Argument(metavar="ID", help="The entity's UUID.")],
     *,
     database_url: DatabaseUrl = None,
-    days: Annotated[int, typer.Option("--days", min=1, help="Days of the daily chart.")] = 30,
-    inactive_days: Annotated[
-        int, typer.Option("--inactive-days", min=1, help="Inactive after this many days.")
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=MAX_DAYS, help="Days of the daily chart.")
     ] = 30,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Recent events to show.")] = 10,
+    inactive_days: Annotated[
+        int,
+        typer.Option("--inactive-days", min=1, max=MAX_DAYS, help="Inactive after this many days."),
+    ] = 30,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Recent events to show.")
+    ] = 10,
     as_json: AsJson = False,
 ) -> None:
     """What one user, project or cocoon has done: totals, event types, first and last
@@ -362,12 +393,16 @@ def live(
     *,
     database_url: DatabaseUrl = None,
     minutes: Annotated[
-        int, typer.Option("--minutes", min=1, help="Window for active users and top types.")
+        int,
+        typer.Option(
+            "--minutes", min=1, max=MAX_MINUTES, help="Window for active users and top types."
+        ),
     ] = 5,
     limit: Limit = 10,
     watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing in place.")] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between refreshes.")
+        float,
+        typer.Option("--interval", min=0.1, max=3_600.0, help="Seconds between refreshes."),
     ] = 2.0,
     iterations: Annotated[
         int | None,

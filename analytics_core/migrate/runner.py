@@ -71,10 +71,7 @@ __all__ = [
 DEFAULT_LOCK_WAIT = timedelta(minutes=5)
 #: How long one DDL statement may wait for a table lock (held by ingestion or a long query).
 DEFAULT_DDL_LOCK_TIMEOUT = timedelta(seconds=10)
-#: Bounds of every statement of ``status`` and ``dry-run``: how long it may run, and wait
-#: for a lock (the catalog queries take ACCESS SHARE locks, which an ALTER would block).
-READ_STATEMENT_TIMEOUT = timedelta(seconds=60)
-READ_LOCK_TIMEOUT = timedelta(seconds=5)
+
 
 # Any constant works as long as every deploy uses the same one: 'analytics' as ASCII.
 _ADVISORY_LOCK_KEY = 0x616E616C79746963
@@ -144,9 +141,9 @@ Progress = Callable[[str, int, int], None]
 def connect(url: str, *, read_only: bool = False, timeout: float = 10.0) -> psycopg.Connection[Any]:
     """Open an autocommit connection as ``analytics-migrate``; ConnectionFailed on failure.
 
-    A read-only session (``status``, ``dry-run``) is bounded: each statement may run for
-    :data:`READ_STATEMENT_TIMEOUT` and wait :data:`READ_LOCK_TIMEOUT` for a lock, so a
-    deploy gate never hangs behind a long transaction on the events table.
+    A read-only session (``status``, ``dry-run``) is bounded by the connection module's
+    ``READ_STATEMENT_TIMEOUT`` and ``READ_LOCK_TIMEOUT``, so a deploy gate never hangs
+    behind a long transaction on the events table.
     """
     if not read_only:
         return connection.connect(url, application_name="analytics-migrate", timeout=timeout)
@@ -155,8 +152,8 @@ def connect(url: str, *, read_only: bool = False, timeout: float = 10.0) -> psyc
         application_name="analytics-migrate",
         read_only=True,
         timeout=timeout,
-        statement_timeout=READ_STATEMENT_TIMEOUT.total_seconds(),
-        lock_timeout=READ_LOCK_TIMEOUT.total_seconds(),
+        statement_timeout=connection.READ_STATEMENT_TIMEOUT.total_seconds(),
+        lock_timeout=connection.READ_LOCK_TIMEOUT.total_seconds(),
     )
 
 
