@@ -202,6 +202,11 @@ class PGliteSession:
     def fetch(
         self, sql: str, params: Params | None = None, *, timeout_s: float | None = None
     ) -> list[Row]:
+        return self.fetch_result(sql, params, timeout_s=timeout_s).dicts()
+
+    def fetch_result(
+        self, sql: str, params: Params | None = None, *, timeout_s: float | None = None
+    ) -> StatementResult:
         self._used = True
         request: dict[str, Any] = {"op": "query", "sql": sql, "params": []}
         if params is not None:
@@ -211,7 +216,7 @@ class PGliteSession:
                 raise PGliteError(str(exc), None) from exc
             request.update(sql=query.sql, params=query.params, types=query.type_oids)
         (result,) = self._decode(self._request(request, timeout_s))
-        return result.dicts()
+        return result
 
     def fetch_all_results(
         self, sql: str, *, timeout_s: float | None = None

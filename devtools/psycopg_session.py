@@ -6,7 +6,6 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from .sql_session import Params, Row, SqlError, StatementResult, affected_from_tag
 
@@ -18,6 +17,17 @@ def _sql_error(error: psycopg.Error) -> SqlError:
         error.sqlstate,
         detail=diag.message_detail,
         hint=diag.message_hint,
+    )
+
+
+def _result(cursor: psycopg.Cursor[Any]) -> StatementResult:
+    """The result of the statement `cursor` is on."""
+    columns = tuple(c.name for c in cursor.description or ())
+    rows = cursor.fetchall() if cursor.description is not None else []
+    return StatementResult(
+        columns=columns,
+        rows=[tuple(row) for row in rows],
+        affected=affected_from_tag(cursor.statusmessage),
     )
 
 
@@ -56,10 +66,13 @@ class PsycopgSession:
             raise _sql_error(error) from error
 
     def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
+        return self.fetch_result(sql, params).dicts()
+
+    def fetch_result(self, sql: str, params: Params | None = None) -> StatementResult:
         try:
-            with self._connection.cursor(row_factory=dict_row) as cursor:
+            with self._connection.cursor() as cursor:
                 cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description is not None else []
+                return _result(cursor)
         except psycopg.Error as error:
             raise _sql_error(error) from error
 
@@ -69,15 +82,7 @@ class PsycopgSession:
             with self._connection.cursor() as cursor:
                 cursor.execute(sql)
                 while True:
-                    columns = tuple(c.name for c in cursor.description or ())
-                    rows = cursor.fetchall() if cursor.description is not None else []
-                    results.append(
-                        StatementResult(
-                            columns=columns,
-                            rows=[tuple(row) for row in rows],
-                            affected=affected_from_tag(cursor.statusmessage),
-                        )
-                    )
+                    results.append(_result(cursor))
                     if not cursor.nextset():
                         break
         except psycopg.Error as error:

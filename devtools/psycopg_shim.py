@@ -30,16 +30,12 @@ class _Cursor:
         try:
             if params is None:
                 (result,) = self._session.fetch_all_results(text)
-                columns, rows = result.columns, result.rows
-                dicts = result.dicts()
             else:
-                dicts = self._session.fetch(text, params)
-                columns = tuple(dicts[0]) if dicts else ("?",)
-                rows = [tuple(row.values()) for row in dicts]
+                result = self._session.fetch_result(text, params)
         except SqlError as error:
             raise psycopg.errors.lookup(error.sqlstate or "XX000")(error.message) from error
-        self.description = columns or None
-        self._rows = list(dicts) if self._dicts else list(rows)
+        self.description = result.columns or None
+        self._rows = result.dicts() if self._dicts else list(result.rows)
         return self
 
     def fetchone(self) -> Any:

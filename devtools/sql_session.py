@@ -9,6 +9,8 @@ PGlite (`PGliteSession`). Both follow psycopg's rules so results compare equal a
 - `fetch(sql, params)` runs one statement and returns rows as dicts, values being the Python
   types psycopg loads. With `params` (even empty), `sql` has psycopg-style placeholders (`%s`,
   `%(name)s`; `%%` for a literal `%`); without, `%` is literal, as in psycopg's `execute(sql)`.
+- `fetch_result(sql, params)` is `fetch` returning the statement's `StatementResult`: rows as
+  tuples, so columns of the same name each keep their value, as in a psycopg cursor.
 - `fetch_all_results(sql)` is `execute` that also returns every statement's result.
 - Database errors raise `SqlError` carrying the SQLSTATE.
 """
@@ -71,6 +73,10 @@ class SqlSession(Protocol):
 
     def fetch(self, sql: str, params: Params | None = None) -> list[Row]:
         """Run one statement (placeholders only with `params`); return its rows as dicts."""
+        ...
+
+    def fetch_result(self, sql: str, params: Params | None = None) -> StatementResult:
+        """Run one statement like `fetch`; return its result, rows as tuples."""
         ...
 
     def fetch_all_results(self, sql: str) -> list[StatementResult]:

@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from devtools.pglite import PGliteError, PGliteSession, PGliteTimeoutError
 from devtools.psycopg_session import PsycopgSession
+from devtools.psycopg_shim import PsycopgShim
 from devtools.sql_session import SqlError, SqlSession
 from devtools.text_format import QueryFormatError, to_text_query
 
@@ -172,6 +173,17 @@ def test_sql_errors_carry_sqlstate_and_the_session_stays_usable(any_session: Sql
         any_session.execute("CREATE TABLE half (n int); SELECT 1/0")
     assert raised.value.sqlstate == "22012"
     assert any_session.fetch("SELECT to_regclass('half') IS NULL AS gone") == [{"gone": True}]
+
+
+def test_fetch_result_and_the_shim_keep_columns_of_the_same_name(
+    any_session: SqlSession,
+) -> None:
+    result = any_session.fetch_result("SELECT %s::int AS n, %s::int AS n", [1, 2])
+    assert (result.columns, result.rows) == (("n", "n"), [(1, 2)])
+    shim = PsycopgShim(any_session)
+    assert shim.execute("SELECT %s::int AS n, %s::int AS n", [1, 2]).fetchone() == (1, 2)
+    empty = shim.execute("SELECT %s::int AS n WHERE false", [1])
+    assert (empty.description, empty.fetchall()) == (("n",), [])
 
 
 # --- community_session --------------------------------------------------------------------
