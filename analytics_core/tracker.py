@@ -8,9 +8,10 @@ surface, so application code can accept a ``Tracker`` and tests can hand it a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Final, Protocol, Self, TypeAlias, runtime_checkable
 
@@ -18,12 +19,15 @@ from analytics_core._checks import aware_datetime
 from analytics_core.events import EVENT_TYPES, AnalyticsEvent, BaseEvent
 
 __all__ = [
+    "EARLIEST_TIMESTAMP",
     "EVENT_CLASSES",
+    "MAX_CLOCK_SKEW",
     "ClientStats",
     "OnError",
     "Tracker",
     "check_event",
     "check_timestamp",
+    "in_range",
 ]
 
 OnError: TypeAlias = Callable[[Sequence[AnalyticsEvent], BaseException], None]
@@ -126,8 +130,32 @@ def check_event(event: object) -> None:
     )
 
 
+#: The oldest time ``track()`` accepts. Late mobile clients send times days or weeks old;
+#: a time before 2000 is a device whose clock was reset (to 1970, typically), not an event.
+EARLIEST_TIMESTAMP: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: How far ahead of this machine's clock a time may be: the producers' clock skew. Beyond
+#: it, a time is a bug that would sort ahead of every real event (and from the year 10000
+#: on, one PostgreSQL stores but Python cannot read back).
+MAX_CLOCK_SKEW: Final = timedelta(days=1)
+_MAX_SKEW_S: Final = MAX_CLOCK_SKEW.total_seconds()
+
+
 def check_timestamp(timestamp: object) -> datetime:
-    """``timestamp`` if it is a timezone-aware datetime; else ``TypeError`` or ``ValueError``."""
-    if isinstance(timestamp, datetime) and timestamp.utcoffset() is not None:
-        return timestamp  # the fast path: track() keeps the caller's zone until it encodes
-    return aware_datetime(timestamp, "timestamp")
+    """``timestamp`` if it is a timezone-aware datetime within the accepted range, from
+    :data:`EARLIEST_TIMESTAMP` to :data:`MAX_CLOCK_SKEW` past now; else ``TypeError`` or
+    ``ValueError``."""
+    if not (isinstance(timestamp, datetime) and timestamp.utcoffset() is not None):
+        timestamp = aware_datetime(timestamp, "timestamp")
+    # The caller's zone is kept until the row is encoded: track() stays cheap.
+    if not in_range(timestamp):
+        raise ValueError(
+            f"timestamp {timestamp.isoformat()} is outside the times analytics-core accepts: "
+            f"from {EARLIEST_TIMESTAMP.isoformat()} to {MAX_CLOCK_SKEW} after now (clock skew); "
+            "pass the time the event happened, or leave it out for now"
+        )
+    return timestamp
+
+
+def in_range(timestamp: datetime) -> bool:
+    """Whether an aware ``timestamp`` lies in the range ``track()`` accepts."""
+    return timestamp >= EARLIEST_TIMESTAMP and timestamp.timestamp() <= time.time() + _MAX_SKEW_S

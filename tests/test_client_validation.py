@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from analytics_core import AnalyticsClient
 from analytics_core.client._queue import LocalIntake
 from analytics_core.events import BaseEvent, TaskCompleted, TaskCreated
+from analytics_core.tracker import EARLIEST_TIMESTAMP, MAX_CLOCK_SKEW
 
 NOWHERE = "postgresql://postgres:secret@127.0.0.1:9/analytics"
 
@@ -145,3 +146,26 @@ def test_repr_shows_no_secret() -> None:
         assert repr(tracker) == "<AnalyticsClient service='platform' open queue_depth=0>"
     finally:
         tracker.close(timeout=0)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        # UTC year 10000: PostgreSQL would store it, Python could not read it back.
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-12))),
+        datetime(1970, 1, 1, tzinfo=UTC),  # a device whose clock was reset
+        datetime.now(UTC) + timedelta(days=2),
+    ],
+)
+def test_track_refuses_times_outside_the_accepted_range(
+    client: AnalyticsClient, timestamp: datetime
+) -> None:
+    event = TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command="x")
+    with pytest.raises(ValueError, match="outside the times analytics-core accepts"):
+        client.track(event, timestamp=timestamp)
+    assert client.stats.accepted == 0
+    # The edges are inside, in UTC or another zone.
+    assert client.track(event, timestamp=EARLIEST_TIMESTAMP)
+    assert client.track(event, timestamp=datetime.now(UTC) + MAX_CLOCK_SKEW / 2)
+    assert client.track(event, timestamp=datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=5))))
+    assert client.stats.accepted == 3

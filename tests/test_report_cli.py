@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from analytics_core.cli.migrate import app as migrate_app
 from analytics_core.cli.report import app
 from tests.seeded_database import Row, insert, migrated_database, refresh
 from tests.synthetic import day_of as day_start
@@ -323,3 +325,28 @@ def test_out_of_range_options_exit_2_with_a_message(
     assert code == 2
     assert message in err
     assert "Traceback" not in out + err
+
+
+def test_rows_beyond_pythons_dates_do_not_break_status_or_reports(database_url: str) -> None:
+    # Written by SQL (track() refuses such times), as another producer could.
+    assert migrate_run("all", "--database-url", database_url)[0] == 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            'INSERT INTO analytics_events ("timestamp", event_type, service, user_id, data)'
+            " VALUES ('10000-01-01 00:00:00+00', 'task_created', 'x', %(user)s, '{}'),"
+            "        ('0100-01-01 00:00:00+00 BC', 'task_created', 'x', %(user)s, '{}')",
+            {"user": UA},
+        )
+    code, out, err = migrate_run("status", "--json", "--database-url", database_url)
+    assert code == 0, err
+    assert json.loads(out)["up_to_date"] is True
+    document = run_json(database_url, "entity", "user", str(UA))
+    stamps = [event["timestamp"] for event in document["recent"]]
+    assert stamps[0].startswith("9999-12-31T23:59:59.999999")
+    assert stamps[-1].startswith("0001-01-01T00:00:00")
+    assert run_json(database_url, "live")["recent_events"][0]["timestamp"].startswith("9999-12-31")
+
+
+def migrate_run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(migrate_app, list(args))
+    return result.exit_code, result.stdout, result.stderr

@@ -29,6 +29,7 @@ from analytics_core.tracker import (
     Tracker,
     check_event,
     check_timestamp,
+    in_range,
 )
 
 __all__ = ["AnalyticsClient"]
@@ -120,9 +121,10 @@ class AnalyticsClient:
     def track(self, event: AnalyticsEvent, *, timestamp: datetime | None = None) -> bool:
         """Queue ``event`` for writing; return False when it was dropped.
 
-        ``timestamp`` defaults to now; an explicit one must be timezone-aware (``ValueError``
-        for a naive one). ``TypeError`` when ``event`` is not an event model: build one (its
-        constructor validates the fields) or use ``events.parse_event`` for raw payloads.
+        ``timestamp`` defaults to now; an explicit one must be timezone-aware and between
+        2000-01-01 and a day after now (``ValueError`` otherwise: see ``tracker``).
+        ``TypeError`` when ``event`` is not an event model: build one (its constructor
+        validates the fields) or use ``events.parse_event`` for raw payloads.
 
         Dropped means the queue holds ``max_queue_size`` events already, or the client is
         closed; either is counted in ``stats.dropped``. Never blocks and does no I/O.
@@ -132,7 +134,7 @@ class AnalyticsClient:
         if timestamp is None:
             return self._intake.put(event, _time_ns())
         # The common explicit timestamp, checked inline: a call costs a share of track().
-        if timestamp.__class__ is datetime and timestamp.tzinfo is UTC:
+        if timestamp.__class__ is datetime and timestamp.tzinfo is UTC and in_range(timestamp):
             return self._intake.put(event, timestamp)
         return self._intake.put(event, check_timestamp(timestamp))
 

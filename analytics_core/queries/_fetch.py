@@ -12,6 +12,7 @@ from psycopg.rows import tuple_row
 
 from analytics_core._checks import aware_datetime
 from analytics_core.errors import SchemaNotMigrated
+from analytics_core.queries._timestamps import load_clamped_timestamps
 
 __all__ = ["database_now", "fetch_all", "fetch_one", "utc"]
 
@@ -23,9 +24,11 @@ def fetch_all(
 ) -> list[tuple[Any, ...]]:
     """Every row of ``query`` as tuples, whatever row factory ``conn`` was opened with.
 
-    Raises SchemaNotMigrated when a relation or function of the schema is missing.
+    Raises SchemaNotMigrated when a relation or function of the schema is missing. A
+    timestamp Python cannot hold comes back clamped (see ``_timestamps``).
     """
     with conn.cursor(row_factory=tuple_row) as cursor:
+        load_clamped_timestamps(cursor)
         try:
             cursor.execute(query, params)
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as error:
