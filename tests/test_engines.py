@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -18,6 +19,8 @@ from psycopg.conninfo import conninfo_to_dict
 from devtools.pglite import PGliteError, PGliteSession, PGliteTimeoutError
 from devtools.psycopg_session import PsycopgSession
 from devtools.psycopg_shim import PsycopgShim
+from devtools.pytest_plugin import autocommit_connection_fixture, seeded_database_fixture
+from devtools.seeding import EventRow
 from devtools.sql_session import SqlError, SqlSession
 from devtools.text_format import QueryFormatError, to_text_query
 
@@ -92,6 +95,38 @@ def test_no_preload_server_lacks_preloaded_timescaledb(no_preload_server_url: st
     with psycopg.connect(no_preload_server_url) as conn:
         row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
     assert row is not None and "timescaledb" not in row[0]
+
+
+# --- server: the seeded-database fixture factories ---------------------------------------------
+
+SEEDED_USER = UUID("00000000-0000-4000-8000-000000000001")
+SEEDED_DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+SEEDED_ROWS = [
+    EventRow(SEEDED_DAY + timedelta(hours=1), "task_created", {"task_id": "a"}, SEEDED_USER),
+    EventRow(SEEDED_DAY + timedelta(hours=2), "task_failed", {"error": "x"}, SEEDED_USER),
+    EventRow(SEEDED_DAY + timedelta(hours=3), "application_error", ["not", "an", "object"]),
+]
+seeded_url = seeded_database_fixture(SEEDED_ROWS, refresh=True)
+seeded_conn = autocommit_connection_fixture("seeded_url")
+
+
+@pytest.mark.server
+def test_seeded_database_fixture_is_migrated_loaded_and_refreshed(
+    seeded_url: str, seeded_conn: psycopg.Connection[Any]
+) -> None:
+    assert seeded_conn.autocommit
+    assert conninfo_to_dict(seeded_url)["dbname"] == seeded_conn.info.dbname
+    assert seeded_conn.info.dbname.startswith("analytics_test_")
+    assert seeded_conn.execute(
+        "SELECT event_type, service, user_id, data FROM analytics_events ORDER BY 1"
+    ).fetchall() == [
+        ("application_error", "platform", None, ["not", "an", "object"]),
+        ("task_created", "platform", SEEDED_USER, {"task_id": "a"}),
+        ("task_failed", "platform", SEEDED_USER, {"error": "x"}),
+    ]
+    assert seeded_conn.execute(
+        "SELECT day, user_id, event_count FROM analytics_daily_active_users"
+    ).fetchall() == [(SEEDED_DAY, SEEDED_USER, 2)]
 
 
 # --- both sessions ------------------------------------------------------------------------
