@@ -1,4 +1,4 @@
-"""analytics-core: typed product-analytics events, a non-blocking writer and their schema.
+"""analytics-core: typed product-analytics events, a non-blocking client and their schema.
 
 The client, its public types and the root exception are re-exported here; the event models
 live in ``analytics_core.events``, test doubles in ``analytics_core.testing``, the read side

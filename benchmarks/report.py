@@ -468,7 +468,7 @@ PROFILE_NOTES: Final = (
     "Arm C, 200,000 events, three runs. Client threads' share of GIL samples: batcher "
     "51 %, writer 26 %, producer 24 %.",
     "",
-    "- batcher, `build_batch` (`_writer.py`): `new_event_id` 38 % (of which allocating the "
+    "- batcher, `build_batch` (`client/_encoder.py`): `new_event_id` 38 % (of which allocating the "
     "UUID object, `object.__new__`, 18 %), `event_payload_json` (pydantic `to_json`) 33 %, "
     "the row tuple and its timestamp the rest.",
     "- writer: psycopg `Copy.write_row` 29 % (encoding the same rows A encodes), "
