@@ -43,6 +43,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check analytics_core
 	$(BIN)/mypy --strict analytics_core
+	$(BIN)/mypy --strict devtools
 
 bench: install
 	$(BIN)/python -m benchmarks.run
