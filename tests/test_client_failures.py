@@ -410,7 +410,7 @@ def restartable_url(full_timescaledb: object) -> Iterator[str]:
     """A fresh database on a cluster of our own that the test may stop and start."""
     if full_timescaledb is not None:
         pytest.skip("the database comes from the environment or Docker and cannot be restarted")
-    from tests.engines import server  # noqa: PLC0415
+    from devtools import server_engine as server  # noqa: PLC0415
 
     reason = server.unavailable_reason()
     if reason is not None:
@@ -430,7 +430,7 @@ def restartable_url(full_timescaledb: object) -> Iterator[str]:
 
 
 def test_a_database_restart_mid_ingest_loses_and_duplicates_nothing(restartable_url: str) -> None:
-    from tests.engines import server  # noqa: PLC0415
+    from devtools import server_engine as server  # noqa: PLC0415
 
     total = 3000
     client = AnalyticsClient(
