@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
@@ -28,6 +29,7 @@ __all__ = [
     "conninfo",
     "libpq_url",
     "mask_password",
+    "read_transaction",
     "resolve_database_url",
     "scrub",
     "with_database",
@@ -131,41 +133,53 @@ def connect(
     url: str,
     *,
     application_name: str,
-    read_only: bool = False,
     autocommit: bool = True,
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    statement_timeout: float | None = None,
-    lock_timeout: float | None = None,
 ) -> psycopg.Connection[Any]:
-    """Open a connection, autocommit by default; read-only sessions refuse every write.
+    """Open a connection, autocommit by default, that is safe behind a transaction pooler.
 
-    ``timeout`` bounds the connection attempt unless the URL sets ``connect_timeout`` itself.
-    ``statement_timeout`` and ``lock_timeout`` (seconds) bound every statement of the session
-    and its wait for a lock. Raises ConnectionFailed (password scrubbed, and not chained: a
-    driver error can quote it) when the server cannot be reached or refuses the login.
+    It sets no session state (read-only mode and timeouts are set per transaction by
+    :func:`read_transaction`) and prepares no statements on the server (a pooler such as
+    PgBouncer in transaction mode hands each transaction to another server session).
+    ``timeout`` bounds the connection attempt unless the URL sets ``connect_timeout``.
+    Raises ConnectionFailed (password scrubbed, and not chained: a driver error can quote
+    it) when the server cannot be reached or refuses the login.
     """
     params: dict[str, str] = {"application_name": application_name}
     if "connect_timeout" not in _settings(url):
         params["connect_timeout"] = str(max(2, round(timeout)))
     try:
-        conn = psycopg.connect(conninfo(url, **params), autocommit=autocommit)
+        return psycopg.connect(
+            conninfo(url, **params), autocommit=autocommit, prepare_threshold=None
+        )
     except psycopg.Error as error:
         raise ConnectionFailed(
             f"cannot connect to the database: {scrub(str(error).strip(), url)}"
         ) from None
-    settings = {
-        "default_transaction_read_only": "on" if read_only else None,
-        "statement_timeout": _milliseconds(statement_timeout),
-        "lock_timeout": _milliseconds(lock_timeout),
-    }
-    for name, value in settings.items():
-        if value is not None:
-            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-    return conn
 
 
-def _milliseconds(seconds: float | None) -> str | None:
-    return None if seconds is None else f"{max(1, round(seconds * 1000))}ms"
+@contextmanager
+def read_transaction(
+    conn: psycopg.Connection[Any],
+    *,
+    statement_timeout: timedelta = READ_STATEMENT_TIMEOUT,
+    lock_timeout: timedelta = READ_LOCK_TIMEOUT,
+) -> Iterator[psycopg.Connection[Any]]:
+    """One read-only transaction on ``conn`` (autocommit, outside a transaction) with its
+    statements and lock waits bounded; everything it sets ends with it, so nothing changes
+    the session a pooler hands to its next user. Its reads see one snapshot."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, true),"
+            " set_config('lock_timeout', %s, true)",
+            (_milliseconds(statement_timeout), _milliseconds(lock_timeout)),
+        )
+        yield conn
+
+
+def _milliseconds(duration: timedelta) -> str:
+    return f"{max(1, round(duration.total_seconds() * 1000))}ms"
 
 
 def _settings(url: str) -> dict[str, Any]:

@@ -9,7 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics_core.cli.migrate import app
-from analytics_core.connection import connect, mask_password, resolve_database_url, scrub
+from analytics_core.connection import (
+    connect,
+    mask_password,
+    read_transaction,
+    resolve_database_url,
+    scrub,
+)
 from analytics_core.errors import DatabaseUrlError
 from analytics_core.migrate import Phase, apply
 from analytics_core.migrate import connect as migrate_connect
@@ -70,12 +76,20 @@ def test_connect_timeout_in_the_url_is_honoured(database_url: str) -> None:
 @pytest.mark.server
 def test_status_sessions_are_bounded_and_give_up_behind_a_lock(database_url: str) -> None:
     apply(database_url, (Phase.PRE,))
-    with migrate_connect(database_url, read_only=True) as conn:
-        settings = conn.execute(
-            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
-            " current_setting('default_transaction_read_only')"
-        ).fetchone()
-    assert settings == ("1min", "5s", "on")
+    settings = (
+        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+        " current_setting('transaction_read_only')"
+    )
+    with migrate_connect(database_url) as conn:
+        with read_transaction(conn):
+            assert conn.execute(settings).fetchone() == ("1min", "5s", "on")
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("CREATE TABLE nope (x int)")
+        # Nothing outlasts the transaction: a pooler's next user gets the session as it was.
+        assert conn.execute(settings).fetchone() == ("0", "0", "off")
+        for _ in range(10):  # psycopg would prepare a statement run this often
+            conn.execute("SELECT count(*) FROM analytics_events WHERE event_type = %s", ("x",))
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
 
     with psycopg.connect(database_url) as holder:
         holder.execute("LOCK TABLE analytics_events IN ACCESS EXCLUSIVE MODE")

@@ -28,7 +28,7 @@ from analytics_core.cli._command_line import (
     print_json,
     resolve_url,
 )
-from analytics_core.connection import scrub
+from analytics_core.connection import read_transaction, scrub
 from analytics_core.errors import AnalyticsCoreError
 from analytics_core.migrate import DriftDetected, Edition, PendingPreDeploy, Phase
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
@@ -233,7 +233,7 @@ def status(
     aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error or a
     server a deploy would refuse (3 with --check-jobs: jobs unhealthy)."""
     url = resolve_url(database_url)
-    with _errors(url), migrate.connect(url, read_only=True) as conn:
+    with _errors(url), migrate.connect(url) as conn, read_transaction(conn):
         report = migrate.read_status(conn)
     if as_json:
         print_json(report.to_json())

@@ -31,12 +31,7 @@ from analytics_core.cli._command_line import (
     print_json,
     resolve_url,
 )
-from analytics_core.connection import (
-    READ_LOCK_TIMEOUT,
-    READ_STATEMENT_TIMEOUT,
-    connect,
-    scrub,
-)
+from analytics_core.connection import connect, read_transaction, scrub
 from analytics_core.errors import AnalyticsCoreError
 
 EXIT_OK = 0
@@ -153,19 +148,12 @@ def _window(
 
 @contextmanager
 def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
-    """A read-only autocommit connection; errors become a message and exit 2.
-
-    Autocommit so that every statement sees the newest events (``--watch`` runs for long).
+    """An autocommit connection whose reads go through :func:`_read`; errors become a message
+    and exit 2. Autocommit, so that each read sees the newest events (``--watch`` runs long).
     """
     url = resolve_url(explicit_url)
     try:
-        with connect(
-            url,
-            application_name="analytics-report",
-            read_only=True,
-            statement_timeout=READ_STATEMENT_TIMEOUT.total_seconds(),
-            lock_timeout=READ_LOCK_TIMEOUT.total_seconds(),
-        ) as conn:
+        with connect(url, application_name="analytics-report") as conn:
             yield conn
     except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
@@ -177,6 +165,13 @@ def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
 
 def _run(url: str | None, query: Callable[[psycopg.Connection[Any]], _T]) -> _T:
     with _connection(url) as conn:
+        return _read(conn, query)
+
+
+def _read(conn: psycopg.Connection[Any], query: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+    """``query`` in one read-only transaction with bounded statements (see
+    ``connection.read_transaction``): nothing outlasts it on a pooled server session."""
+    with read_transaction(conn):
         return query(conn)
 
 
@@ -420,8 +415,12 @@ def live(
     With --watch, refreshes every --interval seconds (with --json: one JSON document per
     line per refresh)."""
     rounds = (iterations or sys.maxsize) if watch else 1
+
+    def snapshot_of(conn: psycopg.Connection[Any]) -> q.LiveSnapshot:
+        return q.live_snapshot(conn, minutes, limit)
+
     with _connection(database_url) as conn:
-        snapshot = q.live_snapshot(conn, minutes, limit)
+        snapshot = _read(conn, snapshot_of)
         if not watch:
             _emit(snapshot, as_json, lambda: views.live_view(snapshot))
             return
@@ -430,14 +429,12 @@ def live(
                 _print_json_line(snapshot.to_json())
                 for _ in range(rounds - 1):
                     time.sleep(interval)
-                    _print_json_line(q.live_snapshot(conn, minutes, limit).to_json())
+                    _print_json_line(_read(conn, snapshot_of).to_json())
                 return
             with Live(views.live_view(snapshot), console=out, auto_refresh=False) as screen:
                 for _ in range(rounds - 1):
                     time.sleep(interval)
-                    screen.update(
-                        views.live_view(q.live_snapshot(conn, minutes, limit)), refresh=True
-                    )
+                    screen.update(views.live_view(_read(conn, snapshot_of)), refresh=True)
         except KeyboardInterrupt:
             # Ctrl-C is how an unbounded --watch ends: not an error.
             pass

@@ -138,23 +138,14 @@ class ApplyResult:
 Progress = Callable[[str, int, int], None]
 
 
-def connect(url: str, *, read_only: bool = False, timeout: float = 10.0) -> psycopg.Connection[Any]:
+def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
     """Open an autocommit connection as ``analytics-migrate``; ConnectionFailed on failure.
 
-    A read-only session (``status``, ``dry-run``) is bounded by the connection module's
-    ``READ_STATEMENT_TIMEOUT`` and ``READ_LOCK_TIMEOUT``, so a deploy gate never hangs
-    behind a long transaction on the events table.
+    Reads (``status``, ``dry-run``) go through :func:`analytics_core.connection.
+    read_transaction`: read-only, each statement and lock wait bounded, so a deploy gate
+    never hangs behind a long transaction on the events table.
     """
-    if not read_only:
-        return connection.connect(url, application_name="analytics-migrate", timeout=timeout)
-    return connection.connect(
-        url,
-        application_name="analytics-migrate",
-        read_only=True,
-        timeout=timeout,
-        statement_timeout=connection.READ_STATEMENT_TIMEOUT.total_seconds(),
-        lock_timeout=connection.READ_LOCK_TIMEOUT.total_seconds(),
-    )
+    return connection.connect(url, application_name="analytics-migrate", timeout=timeout)
 
 
 def plan(
@@ -192,7 +183,7 @@ def dry_run(
     applied: frozenset[str] = frozenset()
     server = None
     if url is not None:
-        with connect(url, read_only=True) as conn:
+        with connect(url) as conn, connection.read_transaction(conn):
             server = inspect_server(conn)
             applied = frozenset(read_ledger(conn).applied)
     choice = choose_edition(server, edition)
@@ -299,7 +290,7 @@ def _require_create_privilege(conn: psycopg.Connection[Any]) -> None:
 
 def inspect_url(url: str) -> ServerInfo:
     """:func:`inspect_server` on a session of its own, opened and closed here."""
-    with connect(url, read_only=True) as conn:
+    with connect(url) as conn, connection.read_transaction(conn):
         return inspect_server(conn)
 
 
