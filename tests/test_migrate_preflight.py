@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 
 from analytics_core.migrate import Edition, PreflightError, ServerInfo
@@ -15,7 +16,12 @@ from analytics_core.migrate.dsn import (
     scrub,
     yoyo_url,
 )
-from analytics_core.migrate.edition import check_preflight
+from analytics_core.migrate.edition import (
+    check_preflight,
+    check_writable,
+    inspect_server,
+    preflight_problems,
+)
 
 
 def server(version: str | None = "2.19.3", preloaded: bool = True) -> ServerInfo:
@@ -66,3 +72,18 @@ def test_yoyo_url_carries_lock_timeout_and_keeps_other_options() -> None:
     query = parse_qs(converted.query)
     assert query["sslmode"] == ["require"]
     assert query["options"] == ["-c search_path=app -c lock_timeout=2500"]
+
+
+def test_a_hot_standby_is_refused_for_writes_with_the_reason() -> None:
+    standby = ServerInfo("15.8", "2.19.3", "2.19.3", "apache", True, standby=True)
+    assert preflight_problems(standby) == ()  # status still reads it
+    with pytest.raises(PreflightError, match=r"hot standby .* against the primary"):
+        check_preflight(standby)
+    with pytest.raises(PreflightError, match="hot standby"):
+        check_writable(standby)
+
+
+@pytest.mark.server
+def test_a_primary_is_not_a_standby(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        assert inspect_server(conn).standby is False

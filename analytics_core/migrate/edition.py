@@ -16,6 +16,7 @@ __all__ = [
     "EditionChoice",
     "ServerInfo",
     "check_preflight",
+    "check_writable",
     "choose_edition",
     "inspect_server",
     "preflight_problems",
@@ -54,6 +55,8 @@ class ServerInfo:
     #: None when this role can tell neither way (it may not read the setting and the loader
     #: left no trace it can see).
     preloaded: bool | None
+    #: True on a hot standby (``pg_is_in_recovery()``): it can be read, never migrated.
+    standby: bool = False
 
     @property
     def edition(self) -> Edition | None:
@@ -93,11 +96,12 @@ def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
                (SELECT setting FROM pg_settings
                  WHERE name = 'shared_preload_libraries') AS preload,
                EXISTS (SELECT FROM pg_settings WHERE name IN (
-                 'timescaledb.bgw_launcher_poll_time', 'timescaledb.disable_load')) AS loader
+                 'timescaledb.bgw_launcher_poll_time', 'timescaledb.disable_load')) AS loader,
+               pg_is_in_recovery() AS standby
         """
     ).fetchone()
     assert row is not None
-    version, available, installed, license_name, preload, loader = row
+    version, available, installed, license_name, preload, loader, standby = row
     preloaded: bool | None
     if preload is not None:
         libraries = {lib.strip() for lib in str(preload).split(",")}
@@ -113,6 +117,7 @@ def inspect_server(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
         timescaledb_installed=None if installed is None else str(installed),
         license=None if license_name is None else str(license_name),
         preloaded=preloaded,
+        standby=bool(standby),
     )
 
 
@@ -149,6 +154,16 @@ def check_preflight(info: ServerInfo) -> None:
     problems = preflight_problems(info)
     if problems:
         raise PreflightError(" ".join(problems))
+    check_writable(info)
+
+
+def check_writable(info: ServerInfo) -> None:
+    """Raise PreflightError on a hot standby: nothing can be written there."""
+    if info.standby:
+        raise PreflightError(
+            "this server is a hot standby (read-only, in recovery): run analytics-migrate "
+            "against the primary; status works on a standby"
+        )
 
 
 @dataclass(frozen=True, slots=True)

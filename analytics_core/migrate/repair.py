@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from analytics_core.migrate.drift import DriftKind, SchemaDrift, check_schema
-from analytics_core.migrate.edition import Edition
+from analytics_core.migrate.edition import Edition, check_writable
 from analytics_core.migrate.errors import MigrateError
 from analytics_core.migrate.ledger import read_ledger
 from analytics_core.migrate.runner import (
@@ -178,6 +178,7 @@ def repair(
     """
     files = migrations or load_migrations()
     server = inspect_url(url)
+    check_writable(server)
     edition = server.edition
     if edition is None:
         raise MigrateError(

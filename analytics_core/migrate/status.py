@@ -252,12 +252,18 @@ def read_status(
 
 
 def _preload_warning(server: ServerInfo) -> tuple[str, ...]:
-    if server.preloaded is not None:
-        return ()
-    return (
-        "cannot tell whether timescaledb is in shared_preload_libraries: this role may not "
-        "read the setting (a superuser or pg_read_all_settings can)",
-    )
+    notes = []
+    if server.standby:
+        notes.append(
+            "this server is a hot standby: it shows what the primary had replayed; run "
+            "all, maintain and repair against the primary"
+        )
+    if server.preloaded is None:
+        notes.append(
+            "cannot tell whether timescaledb is in shared_preload_libraries: this role may not "
+            "read the setting (a superuser or pg_read_all_settings can)"
+        )
+    return tuple(notes)
 
 
 def _features(server: ServerInfo) -> tuple[Feature, ...]:
