@@ -7,6 +7,7 @@ here are never asked to write (the DSN points nowhere; flush_interval is an hour
 from __future__ import annotations
 
 import math
+import traceback
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,10 +18,13 @@ from pydantic import ValidationError
 
 from analytics_core import AnalyticsClient
 from analytics_core.client._queue import LocalIntake
+from analytics_core.errors import DatabaseUrlError
 from analytics_core.events import BaseEvent, TaskCompleted, TaskCreated
 from analytics_core.tracker import EARLIEST_TIMESTAMP, MAX_CLOCK_SKEW
 
 NOWHERE = "postgresql://postgres:secret@127.0.0.1:9/analytics"
+# libpq's message for this URL quotes the password: 'invalid percent-encoded token: "..."'.
+MALFORMED_WITH_SECRET = "postgresql://app:Sup3r%ZZSecret@127.0.0.1/analytics"
 
 
 @pytest.fixture
@@ -72,6 +76,43 @@ def test_a_bad_dsn_is_rejected_at_construction_without_quoting_it(url: str, mess
     with pytest.raises(ValueError, match=message) as raised:
         AnalyticsClient(url, service="platform")
     assert "notaport" not in str(raised.value)
+
+
+def test_a_malformed_dsn_leaves_no_trace_of_its_password() -> None:
+    with pytest.raises(
+        DatabaseUrlError, match="not a valid PostgreSQL connection string"
+    ) as raised:
+        AnalyticsClient(MALFORMED_WITH_SECRET, service="platform")
+    error = raised.value
+    assert (error.__cause__, error.__context__) == (None, None)
+    assert "Sup3r" not in "".join(traceback.format_exception(error))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql://app:pw@127.0.0.1/analytics?sslmode=bogus",
+            "database_url: sslmode 'bogus' in the database URL is not one of allow, disable, ",
+        ),
+        (
+            "host=127.0.0.1 port=notaport dbname=analytics password=pw",
+            "database_url: port 'notaport' in the database URL is not a port number",
+        ),
+        (
+            "postgresql://app:pw@127.0.0.1/analytics?connect_timeout=soon",
+            "database_url: connect_timeout 'soon' in the database URL is not a whole number",
+        ),
+    ],
+)
+def test_settings_that_could_never_connect_are_rejected_at_construction(
+    url: str, message: str
+) -> None:
+    # Not retried as if the database were away until every event is dropped: refused now.
+    with pytest.raises(DatabaseUrlError) as raised:
+        AnalyticsClient(url, service="platform")
+    assert str(raised.value).startswith(message)
+    assert "pw" not in str(raised.value)
 
 
 def test_a_disabled_client_needs_no_dsn() -> None:

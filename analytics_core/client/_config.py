@@ -2,7 +2,8 @@
 
 Each check raises ``ValueError`` (or ``TypeError`` for a wrong type) naming the argument, the
 value and what to pass instead, so a misconfiguration fails at start-up rather than at the
-first write.
+first write. A database URL that could never connect raises ``DatabaseUrlError`` (a
+``ValueError``) without a chained driver error: libpq's messages can quote the password.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics_core._checks import bounded_int, seconds
+from analytics_core.connection import conninfo
+from analytics_core.errors import DatabaseUrlError
 from analytics_core.tracker import OnError
 
 __all__ = ["ClientConfig"]
@@ -114,18 +116,11 @@ def _with_conninfo(config: ClientConfig, database_url: object) -> ClientConfig:
     if not isinstance(database_url, str):
         raise TypeError(f"database_url must be a str, not {type(database_url).__name__}")
     if not database_url.strip():
-        raise ValueError(
+        raise DatabaseUrlError(
             "database_url is empty; pass a DSN such as "
             "postgresql://user:password@host:5432/dbname, or enabled=False to disable the client"
         )
-    try:
-        params = conninfo_to_dict(database_url)
-    except psycopg.ProgrammingError as exc:
-        # The libpq message is left out: for a malformed URL it can quote the password.
-        raise ValueError(
-            "database_url is not a valid PostgreSQL connection string; expected "
-            "postgresql://user:password@host:5432/dbname or 'host=... dbname=...'"
-        ) from exc
+    params = conninfo_to_dict(_checked(database_url))
     # Ours, whatever the DSN says: the encoded rows are UTF-8, and every wait is bounded.
     params["client_encoding"] = "UTF8"
     params["connect_timeout"] = str(max(_MIN_CONNECT_TIMEOUT_S, math.ceil(config.connect_timeout)))
@@ -134,5 +129,24 @@ def _with_conninfo(config: ClientConfig, database_url: object) -> ClientConfig:
     for key, value in _TCP_DEFAULTS.items():
         params.setdefault(key, value)
     params.setdefault("tcp_user_timeout", str(config.statement_timeout_ms))
-    conninfo = make_conninfo("", **{k: v for k, v in params.items() if v is not None})
-    return replace(config, conninfo=conninfo)
+    return replace(config, conninfo=make_conninfo("", **params))
+
+
+def _checked(database_url: str) -> str:
+    """``database_url`` as a libpq connection string, refused if it could never connect.
+
+    A string libpq cannot parse, a port that is not a number, an unknown sslmode or a
+    connect_timeout that is not a whole number raise ``DatabaseUrlError`` at once, rather than
+    being retried as if the database were away until every event is dropped.
+    """
+    refused: str | None = None
+    try:
+        checked = conninfo(database_url)
+    except DatabaseUrlError as exc:
+        refused = str(exc)
+    if refused is not None:
+        # Raised anew outside the except block, so the error carries no __context__: the
+        # parser's exception behind it can quote the password, and tracebacks and error
+        # trackers print every exception of the chain.
+        raise DatabaseUrlError(f"database_url: {refused}")
+    return checked
