@@ -161,6 +161,8 @@ def test_a_missing_table_is_retried_not_failed_until_the_schema_exists(database_
         assert stats.last_error is not None and stats.last_error.startswith("42P01 ")
         apply(database_url, (Phase.PRE,))
         assert client.flush(timeout=20) is True
+        # Recovered: the outage's error is not reported as if it were still current.
+        assert client.stats.last_error is None
     finally:
         client.close()
     assert (client.stats.written, client.stats.failed) == (5, 0)

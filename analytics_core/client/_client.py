@@ -176,7 +176,13 @@ class AnalyticsClient:
 
     @property
     def stats(self) -> ClientStats:
-        """A consistent snapshot of the counters (see ``ClientStats``)."""
+        """A consistent snapshot of the counters (see ``ClientStats``).
+
+        ``last_error`` tells of trouble that is current: while a write is being retried (the
+        database is away, say), that attempt's error; after a batch with rows the database
+        rejected, the error of its last one. A batch written without error sets it back to
+        None, so None means the latest batch went in cleanly.
+        """
         return self._intake.snapshot()
 
     def __enter__(self) -> Self:

@@ -61,8 +61,8 @@ class Ledger(Protocol):
         """Count one retried attempt; ``error`` is the latest error."""
         ...
 
-    def note_error(self, error: str) -> None:
-        """Remember an error that is not retried (rows rejected)."""
+    def note_error(self, error: str | None) -> None:
+        """Set the last error: rows rejected, or None once a batch is resolved without one."""
         ...
 
     def settle(self, *, written: int, failed: int, batches: int) -> None:
@@ -132,7 +132,8 @@ class Delivery:
 
         Returns once every row is written or failed (with ``batch.rejected``, which count as
         failed at once), or when ``pause`` or ``aborted()`` gives up: rows not yet resolved
-        then stay pending in the ledger. ``release`` is passed to each COPY as its
+        then stay pending in the ledger. A resolved batch sets the ledger's last error to
+        that of its last rejected row, or None. ``release`` is passed to each COPY as its
         ``before_wait`` and called once more when the attempts are over, before failures
         are reported. Raises only what ``pause``, ``aborted`` or the ledger raise.
         """
@@ -167,6 +168,10 @@ class Delivery:
         # Whoever waits for this batch to be on the wire need not wait any longer.
         if release is not None:
             release()
+        if not work:
+            # Resolved: the last error now tells of this batch's rejections, or of none (an
+            # outage's error, kept while retrying, is not current any more).
+            self._ledger.note_error(describe(tally.failures[-1][1]) if tally.failures else None)
         if tally.failures:
             self._report_failures(tally.failures)
         self._ledger.settle(written=tally.written, failed=len(tally.failures), batches=tally.copies)

@@ -173,8 +173,8 @@ class EventQueue:
             self._retried += 1
             self._last_error = error
 
-    def note_error(self, error: str) -> None:
-        """Remember a write error that was not retried (rows rejected by the database)."""
+    def note_error(self, error: str | None) -> None:
+        """Set ``last_error``: rows the database rejected, or None after a clean batch."""
         with self._lock:
             self._last_error = error
 
