@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServerEngineError as error:
         print(
             f"benchmarks: no database server: {error}\n"
-            f"Run it as root, or set {ENV_VARS[0]} to a TimescaleDB DSN.",
+            f"Run the benchmarks as root, or set {ENV_VARS[0]} to a TimescaleDB DSN.",
             file=sys.stderr,
         )
         return 2
