@@ -36,8 +36,12 @@ class FakeConnection:
     table: dict[bytes, Row] = field(default_factory=dict)
     #: Faults for the next COPYs, in order: the exception, and whether the rows commit first.
     faults: list[tuple[Exception, bool]] = field(default_factory=list)
+    #: Errors for the next COPYs raised before any row is sent (connecting failed, say).
+    unsent_faults: list[Exception] = field(default_factory=list)
     #: Rows the "server" rejects whenever a COPY contains them, by event id.
     poison: dict[bytes, Exception] = field(default_factory=dict)
+    #: Errors for the next look-ups, in order (the look-up itself failing).
+    lookup_faults: list[Exception] = field(default_factory=list)
     #: Row counts of every COPY attempted, and of every look-up.
     copies: list[int] = field(default_factory=list)
     lookups: list[int] = field(default_factory=list)
@@ -46,6 +50,8 @@ class FakeConnection:
 
     def copy(self, rows: Sequence[Row], before_wait: Callable[[], None] | None = None) -> None:
         self.copies.append(len(rows))
+        if self.unsent_faults:
+            raise self.unsent_faults.pop(0)
         if before_wait is not None:
             before_wait()
         exc, commits = self.faults.pop(0) if self.faults else (None, False)
@@ -67,6 +73,8 @@ class FakeConnection:
 
     def present(self, rows: Sequence[Row]) -> set[bytes]:
         self.lookups.append(len(rows))
+        if self.lookup_faults:
+            raise self.lookup_faults.pop(0)
         return {event_id_of(row) for row in rows} & self.table.keys()
 
     def recycle_if_unusable(self) -> None:
@@ -247,6 +255,59 @@ def test_a_connection_lost_before_the_commit_writes_the_rows_again() -> None:
     run.deliver(batch)
     assert run.connection.copies == [10, 10]
     assert run.connection.lookups == [10]
+    assert outcome(run) == (10, 0, 1, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OverflowError("date value out of range"),  # the bounds' arithmetic, say
+        errors.DatetimeFieldOverflow('timestamp out of range: "9.22432e+12"'),  # class 22
+        errors.InsufficientPrivilege("permission denied for table analytics_events"),
+        lost_connection(),
+    ],
+)
+def test_a_failed_look_up_is_retried_and_never_fails_rows_that_may_be_written(
+    error: Exception,
+) -> None:
+    run = setup()
+    _, batch = track(run, 10)
+    run.connection.faults.append((lost_connection(), True))  # committed, never acknowledged
+    run.connection.lookup_faults.append(error)
+    run.deliver(batch)
+    # Whatever the look-up's error, its rows stay in doubt: it is asked again, not split.
+    assert run.connection.copies == [10]
+    assert run.connection.lookups == [10, 10]
+    assert outcome(run) == (10, 0, 2, 0, 0)
+    assert (run.rejected, len(run.pauses)) == ([], 2)
+    assert run.stats.last_error is None
+
+
+def test_giving_up_on_a_look_up_leaves_its_rows_pending_and_says_they_may_be_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = setup(keep_retrying=lambda: len(run.pauses) < 3)
+    _, batch = track(run, 10)
+    run.connection.faults.append((lost_connection(), True))
+    run.connection.lookup_faults.extend([lost_connection()] * 5)
+    with caplog.at_level(logging.WARNING, logger="analytics_core"):
+        run.deliver(batch)
+    assert run.connection.lookups == [10, 10]
+    assert outcome(run) == (0, 0, 3, 0, 10)
+    assert run.rejected == []
+    assert (
+        "analytics-core: gave up on 10 events whose commit was not acknowledged; they may be "
+        "in the table although they will count as dropped" in caplog.messages
+    )
+
+
+def test_a_copy_that_never_reached_the_server_is_written_again_without_a_look_up() -> None:
+    run = setup()
+    _, batch = track(run, 10)
+    run.connection.unsent_faults.append(lost_connection())
+    run.deliver(batch)
+    assert run.connection.copies == [10, 10]
+    assert run.connection.lookups == []
     assert outcome(run) == (10, 0, 1, 1, 0)
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -26,11 +27,12 @@ from analytics_core import AnalyticsClient
 from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
 from analytics_core.client._delivery import Delivery
-from analytics_core.client._encoder import build_batch
+from analytics_core.client._encoder import Batch, build_batch, event_id_of
 from analytics_core.client._queue import EventQueue
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
+from analytics_core.tracker import OnError
 from tests.observe import fetch, wait_until
 
 pytestmark = pytest.mark.server
@@ -172,12 +174,10 @@ def test_a_missing_table_is_retried_not_failed_until_the_schema_exists(database_
 # --- Rows that may already be in the table ------------------------------------------------------
 
 
-def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) -> None:
-    # What happens when an in-doubt COPY committed behind the writer's back: the retry hits
-    # the unique index on event_id (23505). Here the "earlier attempt" is simulated by writing
-    # part of the batch first, with the very same event ids.
+def connect_events(url: str) -> EventsConnection:
+    """The client's connection to ``url``, as AnalyticsClient would open it."""
     config = ClientConfig.create(
-        events_url,
+        url,
         service="platform",
         batch_size=10,
         flush_interval=1.0,
@@ -189,29 +189,96 @@ def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) 
         max_backoff=0.1,
         connect=True,
     )
-    queue = EventQueue(config.max_queue_size, config.batch_size)
-    events = [task(i) for i in range(10)]
-    for event in events:
-        queue.put(event, time.time_ns())
-    batch = build_batch(queue.take(), config.service)
-    earlier = EventsConnection(config.conninfo, config.statement_timeout_ms)
-    earlier.copy([batch.rows[i] for i in (1, 4, 5, 9)])
-    earlier.close()
+    return EventsConnection(config.conninfo, config.statement_timeout_ms)
 
-    connection = EventsConnection(config.conninfo, config.statement_timeout_ms)
+
+def deliver_once(
+    connection: EventsConnection, queue: EventQueue, batch: Batch, on_error: OnError | None = None
+) -> None:
+    """Deliver ``batch`` as the writer thread would, retrying at once."""
     delivery = Delivery(
         connection,
         queue,
-        on_error=None,
-        max_backoff=config.max_backoff,
-        max_queue_size=config.max_queue_size,
+        on_error=on_error,
+        max_backoff=0.1,
+        max_queue_size=100,
         pause=lambda delay: True,
         aborted=lambda: False,
     )
     delivery.deliver(batch)
     connection.close()
+
+
+def batch_of(queue: EventQueue, stamps: list[int]) -> Batch:
+    """One event per clock reading (``time.time_ns()`` form), queued, taken and built."""
+    for i, stamp in enumerate(stamps):
+        assert queue.put(task(i), stamp)
+    return build_batch(queue.take(), "platform")
+
+
+def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) -> None:
+    # What happens when an in-doubt COPY committed behind the writer's back: the retry hits
+    # the unique index on event_id (23505). Here the "earlier attempt" is simulated by writing
+    # part of the batch first, with the very same event ids.
+    queue = EventQueue(100, 10)
+    batch = batch_of(queue, [time.time_ns()] * 10)
+    earlier = connect_events(events_url)
+    earlier.copy([batch.rows[i] for i in (1, 4, 5, 9)])
+    earlier.close()
+
+    deliver_once(connect_events(events_url), queue, batch)
     stats = queue.snapshot()
     assert (stats.written, stats.failed, stats.queue_depth, stats.batches) == (10, 0, 0, 1)
+    assert count_rows(events_url) == (10, 10)
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# 9999-12-31 23:00 at UTC-12 is 10000-01-01 11:00 UTC: PostgreSQL stores it, Python's datetime
+# cannot hold it. track() refuses it today; rows written before, or by other producers, may
+# hold one, and a batch in doubt must still be looked up.
+YEAR_10000_NS = (
+    (datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-12))) - _UNIX_EPOCH)
+    // timedelta(microseconds=1)
+    * 1_000
+)
+# The day before 0001-01-01 UTC, Python's first: likewise out of datetime's reach.
+YEAR_0_NS = (
+    (datetime.min.replace(tzinfo=UTC) - _UNIX_EPOCH - timedelta(days=1))
+    // timedelta(microseconds=1)
+    * 1_000
+)
+
+
+def test_the_in_doubt_look_up_finds_rows_at_any_time_the_table_holds(events_url: str) -> None:
+    queue = EventQueue(100, 10)
+    written = batch_of(queue, [YEAR_10000_NS, time.time_ns(), YEAR_0_NS, 0])
+    elsewhere = batch_of(queue, [YEAR_10000_NS, YEAR_0_NS])
+    connection = connect_events(events_url)
+    try:
+        connection.copy(written.rows)
+        present = connection.present([*written.rows, *elsewhere.rows])
+    finally:
+        connection.close()
+    assert present == {event_id_of(row) for row in written.rows}
+
+
+def test_an_unacknowledged_commit_of_a_row_past_year_9999_counts_as_written(
+    events_url: str, proxy: tuple[PgProxy, str]
+) -> None:
+    # The review's case: the acknowledgement of a COPY lost, one row beyond year 9999 in UTC.
+    # The look-up could not compute its bounds, and the row was counted failed, yet written.
+    pg_proxy, proxied_url = proxy
+    rejected: list[AnalyticsEvent] = []
+    queue = EventQueue(100, 10)
+    batch = batch_of(queue, [time.time_ns()] * 9 + [YEAR_10000_NS])
+    pg_proxy.cut_after_commit()
+    deliver_once(
+        connect_events(proxied_url), queue, batch, lambda events, exc: rejected.extend(events)
+    )
+    assert pg_proxy.cuts == 1
+    stats = queue.snapshot()
+    assert (stats.written, stats.failed, stats.retried, stats.queue_depth) == (10, 0, 1, 0)
+    assert rejected == []
     assert count_rows(events_url) == (10, 10)
 
 

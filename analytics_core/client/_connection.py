@@ -25,7 +25,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from analytics_core.client._encoder import ROW_LAYOUT, Row, copy_data, event_id_of, timestamp_of
+from analytics_core.client._encoder import ROW_LAYOUT, Row, copy_data, event_id_of, micros_of
 from analytics_core.schema import EVENTS_TABLE
 
 __all__ = ["EventsConnection"]
@@ -35,14 +35,21 @@ _COPY: Final = sql.SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").fo
     columns=sql.SQL(", ").join(sql.Identifier(column) for column in ROW_LAYOUT),
 )
 # Bounded by the batch's time range so the lookup uses the (event_id, "timestamp") unique
-# index and TimescaleDB only visits the chunks the batch could have landed in.
+# index and TimescaleDB only visits the chunks the batch could have landed in. The bounds are
+# whole Unix seconds (see _time_bounds), converted by the server.
 _PRESENT: Final = sql.SQL(
-    "SELECT {event_id} FROM {table} WHERE {event_id} = ANY(%s) AND {timestamp} BETWEEN %s AND %s"
+    "SELECT {event_id} FROM {table} WHERE {event_id} = ANY(%s) "
+    "AND {timestamp} BETWEEN to_timestamp(%s::float8) AND to_timestamp(%s::float8)"
 ).format(
     table=sql.Identifier(EVENTS_TABLE),
     event_id=sql.Identifier("event_id"),
     timestamp=sql.Identifier("timestamp"),
 )
+# What to_timestamp() accepts, in Unix seconds: PostgreSQL's timestamptz range, from
+# 4714-11-24 BC up to (not including) 294277-01-01 UTC. And 2000-01-01 UTC, its epoch.
+_MIN_UNIX_S: Final = -210_866_803_200
+_END_UNIX_S: Final = 9_224_318_016_000
+_PG_EPOCH_UNIX_S: Final = 946_684_800
 # The rows' text is UTF-8 and the server converts text and JSONB fields of a binary COPY from
 # the client encoding, so that must be UTF8 whatever the DSN or PGCLIENTENCODING say.
 _SET_STATEMENT_TIMEOUT: Final = (
@@ -85,13 +92,13 @@ class EventsConnection:
         """The event ids (as ``event_id_of`` gives them) among ``rows`` already in the table."""
         if not rows:
             return set()
-        stamps = [timestamp_of(row) for row in rows]
+        low, high = _time_bounds(rows)
         ids = [uuid.UUID(bytes=event_id_of(row)) for row in rows]
         conn = self._connection()
         self._begin_io()
         try:
             with conn.cursor() as cursor:
-                cursor.execute(_PRESENT, (ids, min(stamps), max(stamps)))
+                cursor.execute(_PRESENT, (ids, low, high))
                 return {found.bytes for (found,) in cursor.fetchall()}
         finally:
             self._end_io()
@@ -191,3 +198,20 @@ class EventsConnection:
     def _end_io(self) -> None:
         with self._state_lock:
             self._busy_since = None
+
+
+def _time_bounds(rows: Sequence[Row]) -> tuple[int, int]:
+    """Unix seconds before and after every row's time, within what to_timestamp() accepts.
+
+    Integer arithmetic on the microseconds the rows hold, so no time a row can hold overflows
+    (Python's datetime stops at year 9999; a row may hold more). Widened by a second on each
+    side: to_timestamp() takes a float8, which rounds microseconds far from 1970.
+    """
+    micros = [micros_of(row) for row in rows]
+    low = min(micros) // 1_000_000 + _PG_EPOCH_UNIX_S - 1
+    high = -(-max(micros) // 1_000_000) + _PG_EPOCH_UNIX_S + 1
+    return _within_range(low), _within_range(high)
+
+
+def _within_range(unix_s: int) -> int:
+    return min(max(unix_s, _MIN_UNIX_S), _END_UNIX_S - 1)

@@ -4,14 +4,19 @@
 outcome in the ledger (the client's ``EventQueue``). A failed attempt is classified by
 SQLSTATE (see ``_sqlstate``):
 
-- transient or persistent: the same rows are retried after a capped, jittered backoff. The
-  connection may have died after the server committed, so the rows are first looked up
-  (``present``) and only those not in the table are written again: none is written twice.
+- transient or persistent: the same rows are retried after a capped, jittered backoff. If
+  the rows had reached the server, the connection may have died after it committed, so they
+  are first looked up (``present``) and only those not in the table are written again: none
+  is written twice.
 - duplicate (a unique violation): some rows may be in the table already; they are looked up
   the same way. If none of them is, the violation was not about our event ids and counts as
   a data error.
 - data: the batch is split in halves until each bad row stands alone; it is counted as
   failed and passed to ``on_error``, and only it is lost.
+
+A look-up that fails, whatever its error, is asked again after the same backoff: its rows may
+be in the table, so they are never failed on a guess. If delivery gives up on them (the
+client's ``close()`` timed out), they stay pending and a warning says they may be written.
 
 Starts no thread and owns no lock: it runs on the caller's thread (the client's writer
 thread) and blocks while the connection works and while ``pause`` waits between retries.
@@ -38,7 +43,10 @@ class Connection(Protocol):
     """What delivery needs of a connection (``EventsConnection`` in the client)."""
 
     def copy(self, rows: Sequence[Row], before_wait: Callable[[], None] | None = None) -> None:
-        """Write ``rows`` in one transaction; call ``before_wait`` once the data is sent."""
+        """Write ``rows`` in one transaction; call ``before_wait`` once the data is sent.
+
+        A failure before ``before_wait`` was called must mean that nothing was committed.
+        """
         ...
 
     def present(self, rows: Sequence[Row]) -> set[bytes]:
@@ -142,23 +150,29 @@ class Delivery:
         work = [_Part(list(range(len(rows))))] if rows else []
         while work and not self._aborted():
             part = work[-1]
-            try:
-                if part.check:
+            if part.check:
+                try:
                     self._drop_present(rows, part, tally)
-                    if not part.indices:
-                        work.pop()
-                        continue
-                    if part.duplicate is not None:
-                        # A unique violation, yet none of these rows is in the table: it was
-                        # not about our event ids, so some row is bad.
-                        self._split(batch, work, part.duplicate, tally)
-                        continue
+                except Exception as exc:
+                    if not self._look_up_failed(exc):
+                        break
+                    continue
+                if not part.indices:
+                    work.pop()
+                    continue
+                if part.duplicate is not None:
+                    # A unique violation, yet none of these rows is in the table: it was not
+                    # about our event ids, so some row is bad.
+                    self._split(batch, work, part.duplicate, tally)
+                    continue
+            sending = _Sending(release)
+            try:
                 self._connection.copy(
                     rows if len(part.indices) == len(rows) else _pick(rows, part),
-                    before_wait=release,
+                    before_wait=sending,
                 )
             except Exception as exc:
-                if not self._handle(batch, work, exc, tally):
+                if not self._handle(batch, work, exc, tally, sent=sending.sent):
                     break
                 continue
             work.pop()
@@ -168,6 +182,13 @@ class Delivery:
         # Whoever waits for this batch to be on the wire need not wait any longer.
         if release is not None:
             release()
+        in_doubt = sum(len(part.indices) for part in work if part.check)
+        if in_doubt:
+            logger.warning(
+                "analytics-core: gave up on %d events whose commit was not acknowledged; they "
+                "may be in the table although they will count as dropped",
+                in_doubt,
+            )
         if not work:
             # Resolved: the last error now tells of this batch's rejections, or of none (an
             # outage's error, kept while retrying, is not current any more).
@@ -187,7 +208,8 @@ class Delivery:
     def _drop_present(self, rows: list[Row], part: _Part, tally: _Tally) -> None:
         """Count the part's rows already in the table as written, and take them out of it.
 
-        Keeps ``part.duplicate`` only when none of the rows was present.
+        Keeps ``part.duplicate`` only when none of the rows was present. Raises what the
+        look-up raises, leaving the part as it was (still to check).
         """
         present = self._connection.present(_pick(rows, part))
         part.check = False
@@ -204,8 +226,13 @@ class Delivery:
             part.indices = kept
             part.duplicate = None
 
-    def _handle(self, batch: Batch, work: list[_Part], exc: Exception, tally: _Tally) -> bool:
-        """Decide what a failed attempt means for ``work[-1]``; False to stop (gave up)."""
+    def _handle(
+        self, batch: Batch, work: list[_Part], exc: Exception, tally: _Tally, *, sent: bool
+    ) -> bool:
+        """Decide what a failed attempt means for ``work[-1]``; False to stop (gave up).
+
+        ``sent``: the attempt's rows reached the server (its ``before_wait`` ran).
+        """
         part = work[-1]
         kind = classify(exc)
         if kind is Failure.DUPLICATE:
@@ -218,10 +245,26 @@ class Delivery:
             self._ledger.note_error(describe(exc))
             self._split(batch, work, exc, tally)
             return True
-        # The connection may have died after the server committed: look before rewriting.
+        # Once the rows were sent, the connection may have died after the server committed:
+        # look before writing them again. A COPY that failed before cannot have committed.
         self._connection.discard()
-        part.check = True
+        part.check = sent
         return self._pause_before_retry(exc, kind)
+
+    def _look_up_failed(self, exc: Exception) -> bool:
+        """The look-up of in-doubt rows failed: ask again after a pause; False to stop.
+
+        Whatever the error (a lost connection, a permission, even a bug of ours), the rows
+        stay in doubt: they may be in the table, so they are never split, failed or written
+        again on a guess.
+        """
+        self._connection.discard()
+        kind = classify(exc)
+        return self._pause_before_retry(
+            exc,
+            Failure.TRANSIENT if kind is Failure.TRANSIENT else Failure.PERSISTENT,
+            "looking up which events of an unacknowledged commit were written",
+        )
 
     @staticmethod
     def _split(batch: Batch, work: list[_Part], exc: Exception, tally: _Tally) -> None:
@@ -235,15 +278,18 @@ class Delivery:
         work.append(_Part(part.indices[middle:]))
         work.append(_Part(part.indices[:middle]))
 
-    def _pause_before_retry(self, exc: Exception, kind: Failure) -> bool:
+    def _pause_before_retry(
+        self, exc: Exception, kind: Failure, doing: str = "writing events"
+    ) -> bool:
         error = describe(exc)
         self._ledger.note_retry(error)
         delay = self._backoff.next_delay()
         if self._retry_warnings.ready():
             log = logger.error if kind is Failure.PERSISTENT else logger.warning
             log(
-                "analytics-core: writing events failed (%s); retry %d in %.2f s. Events keep "
+                "analytics-core: %s failed (%s); retry %d in %.2f s. Events keep "
                 "queueing up to max_queue_size=%d.%s",
+                doing,
                 error,
                 self._backoff.failures,
                 delay,
@@ -283,6 +329,21 @@ class Delivery:
                 on_error(events, exc)
             except Exception:
                 logger.exception("analytics-core: the on_error callback raised; ignored")
+
+
+class _Sending:
+    """The ``before_wait`` of one COPY: notes that its rows reached the server, then releases."""
+
+    __slots__ = ("_release", "sent")
+
+    def __init__(self, release: Callable[[], None] | None) -> None:
+        self._release = release
+        self.sent = False
+
+    def __call__(self) -> None:
+        self.sent = True
+        if self._release is not None:
+            self._release()
 
 
 def _pick(rows: list[Row], part: _Part) -> list[Row]:

@@ -26,7 +26,7 @@ from analytics_core.events import (
 )
 from analytics_core.schema import EVENT_COPY_COLUMNS
 
-__all__ = ["ROW_LAYOUT", "Batch", "Row", "build_batch", "copy_data", "event_id_of", "timestamp_of"]
+__all__ = ["ROW_LAYOUT", "Batch", "Row", "build_batch", "copy_data", "event_id_of", "micros_of"]
 
 Row: TypeAlias = bytes
 """One row of the COPY, in ``ROW_LAYOUT`` order, as a binary COPY tuple."""
@@ -152,6 +152,9 @@ def event_id_of(row: Row) -> bytes:
     return row[-16:]
 
 
-def timestamp_of(row: Row) -> datetime:
-    """The ``timestamp`` of a row (UTC)."""
-    return _PG_EPOCH + int.from_bytes(row[_TIMESTAMP_AT], signed=True) * _MICROSECOND
+def micros_of(row: Row) -> int:
+    """The ``timestamp`` of a row as PostgreSQL holds it: microseconds since 2000-01-01 UTC.
+
+    An int, not a datetime: a row may hold a time Python's datetime cannot (year 10000 on).
+    """
+    return int.from_bytes(row[_TIMESTAMP_AT], signed=True)
