@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from analytics_core.migrate.errors import PreflightError
+from analytics_core.migrate.errors import MigrateError, PreflightError
 
 __all__ = [
     "MINIMUM_TIMESCALEDB",
@@ -18,6 +18,7 @@ __all__ = [
     "check_preflight",
     "check_writable",
     "choose_edition",
+    "edition_to_maintain",
     "inspect_server",
     "preflight_problems",
 ]
@@ -155,6 +156,20 @@ def check_preflight(info: ServerInfo) -> None:
     if problems:
         raise PreflightError(" ".join(problems))
     check_writable(info)
+
+
+def edition_to_maintain(info: ServerInfo) -> Edition:
+    """The edition of a database that ``maintain`` or ``repair`` may change.
+
+    Raises PreflightError on a standby and MigrateError before the extension exists.
+    """
+    check_writable(info)
+    if info.edition is None:
+        raise MigrateError(
+            "the timescaledb extension is not created in this database: run "
+            "`analytics-migrate all` first"
+        )
+    return info.edition
 
 
 def check_writable(info: ServerInfo) -> None:

@@ -26,8 +26,7 @@ import psycopg
 from psycopg import sql
 
 from analytics_core.errors import SchemaNotMigrated
-from analytics_core.migrate.edition import Edition, check_writable, inspect_server
-from analytics_core.migrate.errors import MigrateError
+from analytics_core.migrate.edition import Edition, edition_to_maintain, inspect_server
 from analytics_core.migrate.jobs import JobStatus, read_jobs
 from analytics_core.schema import AGGREGATES, EVENTS_TABLE, MAINTENANCE_RUNS_TABLE, RETENTION
 
@@ -98,14 +97,7 @@ def maintain(
     """
     if not conn.autocommit:
         raise ValueError("maintain() needs an autocommit connection: refreshes commit per step")
-    server = inspect_server(conn)
-    check_writable(server)
-    edition = server.edition
-    if edition is None:
-        raise MigrateError(
-            "the timescaledb extension is not created in this database: run "
-            "`analytics-migrate all` first"
-        )
+    edition = edition_to_maintain(inspect_server(conn))
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (EVENTS_TABLE,)).fetchone()
     if not (row and row[0]):
         raise SchemaNotMigrated(

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from analytics_core.migrate.drift import DriftKind, SchemaDrift, check_schema
-from analytics_core.migrate.edition import Edition, check_writable
+from analytics_core.migrate.edition import Edition, edition_to_maintain
 from analytics_core.migrate.errors import MigrateError
 from analytics_core.migrate.ledger import read_ledger
 from analytics_core.migrate.runner import (
@@ -177,14 +177,7 @@ def repair(
     LockTimeout or ConnectionFailed.
     """
     files = migrations or load_migrations()
-    server = inspect_url(url)
-    check_writable(server)
-    edition = server.edition
-    if edition is None:
-        raise MigrateError(
-            "the timescaledb extension is not created in this database: run "
-            "`analytics-migrate all` first"
-        )
+    edition = edition_to_maintain(inspect_url(url))
     with connect(url) as conn, deploy_lock(conn, lock_wait):
         ledger = read_ledger(conn)
         pending = [m.id for phase in Phase for m in files[phase] if m.id not in ledger.applied]
