@@ -7,9 +7,11 @@ slack, not performance thresholds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +33,18 @@ def dead_url() -> Iterator[str]:
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
         yield f"postgresql://postgres:secret@127.0.0.1:{port}/analytics"
+
+
+@pytest.fixture
+def unanswering_url() -> Iterator[str]:
+    """A DSN whose server takes the connection and never answers (a hung host)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        yield f"postgresql://postgres:secret@127.0.0.1:{listener.getsockname()[1]}/analytics"
+
+
+def client_threads(service: str) -> list[str]:
+    """Names of the live threads of clients of ``service``."""
+    return [t.name for t in threading.enumerate() if t.name.endswith(f"({service})")]
 
 
 def event(i: int = 0) -> TaskCompleted:
@@ -77,8 +91,7 @@ def test_flush_and_close_honour_their_timeouts_with_the_database_down(dead_url: 
 
     assert flushed_in < 0.5 + SLACK_S
     assert closed_in < 0.5 + SLACK_S
-    # The writer gives up at once; the 20 pending events become drops, with the 3 refused.
-    assert wait_until(lambda: client.stats.queue_depth == 0, timeout=5.0)
+    # The 20 pending events became drops when close() gave up, with the 3 refused.
     stats = client.stats
     assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (23, 0, 0, 23)
     assert client.track(event()) is False
@@ -122,10 +135,9 @@ def test_drops_are_warned_about_at_a_bounded_rate_with_counts(
         time.sleep(1.5)
         assert len(reported()) == 1
         assert client.close(timeout=0.2) is False
-        # It gave up on the 5 pending events; the worker settles them on its way out.
-        assert wait_until(lambda: client.stats.queue_depth == 0, timeout=5.0)
-    # What was not reported yet is reported when the client shuts down: the counts add up.
-    assert len(reported()) == 2
+        assert client.stats.queue_depth == 0  # it gave up on the 5 pending events
+        # What was not reported yet is reported when the worker stops: the counts add up.
+        assert wait_until(lambda: len(reported()) == 2)
     assert sum(reported()) == 1500
     assert client.stats.dropped == 1505  # and the 5 pending, dropped at shutdown
 
@@ -139,3 +151,58 @@ def test_a_database_that_is_down_at_start_is_retried_with_backoff(dead_url: str)
         assert client.stats.failed == 0
     finally:
         client.close(timeout=0.1)
+
+
+# A connection attempt in progress cannot be interrupted: it ends by its connect_timeout
+# (libpq's minimum, 2 s, here); every other wait of the worker ends when close() gives up.
+CONNECT_TIMEOUT_S = 2.0
+
+
+@pytest.mark.parametrize("database", ["refusing", "unanswering"])
+@pytest.mark.parametrize("closing", ["close", "aclose"])
+def test_a_timed_out_close_leaves_final_counters_and_no_thread_behind(
+    database: str, closing: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("dead_url" if database == "refusing" else "unanswering_url")
+    service = f"given-up-{database}-{closing}"
+    client = AnalyticsClient(
+        url,
+        service=service,
+        batch_size=10,
+        flush_interval=0.01,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        max_backoff=0.05,
+    )
+    for i in range(50):
+        assert client.track(event(i)) is True
+    time.sleep(0.2)  # the writer is retrying, or waiting for the server to answer
+    if closing == "close":
+        assert client.close(timeout=0.5) is False
+    else:
+        assert asyncio.run(client.aclose(timeout=0.5)) is False
+    # Final when close() returns: every pending event counted as dropped, nothing in flight.
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (50, 0, 0, 50)
+    assert stats.queue_depth == 0
+    assert wait_until(lambda: not client_threads(service), timeout=CONNECT_TIMEOUT_S + SLACK_S)
+    assert client.stats == stats
+
+
+def test_a_close_that_gives_up_says_so_in_one_line(
+    dead_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = AnalyticsClient(dead_url, service="platform", flush_interval=3600)
+    for i in range(7):
+        client.track(event(i))
+    with caplog.at_level(logging.INFO, logger="analytics_core"):
+        assert client.close(timeout=0.2) is False
+        assert client.close(timeout=0.2) is False
+    summaries = [r for r in caplog.records if "closed:" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in summaries] == [
+        (
+            logging.WARNING,
+            "analytics-core: client 'platform' closed: 0 events written, 0 failed, 7 dropped, "
+            "of which 7 still pending when close() gave up "
+            f"(last error: {client.stats.last_error})",
+        )
+    ]

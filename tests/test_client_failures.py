@@ -471,6 +471,32 @@ def test_a_frozen_server_is_cut_off_and_the_batch_written_once(
     assert count_rows(events_url) == (6, 6)
 
 
+def test_a_close_that_gives_up_on_a_frozen_server_cuts_its_connection_at_once(
+    events_url: str, proxy: tuple[PgProxy, str]
+) -> None:
+    # The writer waits on the frozen server (statement_timeout cannot fire there); close()
+    # gives up after half a second, shuts the socket down and counts the batch as dropped.
+    pg_proxy, proxied_url = proxy
+    client = AnalyticsClient(proxied_url, service="frozen-close", batch_size=5, flush_interval=3600)
+    client.track(task(0))
+    assert client.flush(timeout=10) is True
+    pg_proxy.freeze()
+    for i in range(1, 6):
+        client.track(task(i))
+    assert wait_until(lambda: client.stats.queue_depth == 5)
+    time.sleep(0.2)  # the batch is on the wire
+    assert client.close(timeout=0.5) is False
+    stats = client.stats
+    assert (stats.accepted, stats.written, stats.failed, stats.dropped) == (6, 1, 0, 5)
+    assert stats.queue_depth == 0
+    assert wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.endswith("(frozen-close)")],
+        timeout=2.0,
+    )
+    assert client.stats == stats
+    assert count_rows(events_url) == (1, 1)
+
+
 # --- A database that goes away and comes back ---------------------------------------------------
 
 

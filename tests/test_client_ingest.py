@@ -6,6 +6,7 @@ Against the real server engine; each test gets a fresh database with the pre-dep
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections import Counter
@@ -112,6 +113,24 @@ def test_events_from_many_threads_are_written_exactly_once(events_url: str) -> N
         for e in events
     )
     assert Counter(canonical(row[1], row[3], row[4]) for row in rows) == expected
+
+
+def test_a_clean_close_logs_one_summary_line(
+    events_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = AnalyticsClient(events_url, service="platform", batch_size=10, flush_interval=3600)
+    for i in range(25):
+        client.track(sample_event(0, i))
+    client.track(TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command="nul \u0000"))
+    with caplog.at_level(logging.INFO, logger="analytics_core"):
+        assert client.close(timeout=30) is True
+        assert client.close(timeout=30) is True  # idempotent, and said once
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if "closed:" in r.getMessage()] == [
+        (
+            logging.INFO,
+            "analytics-core: client 'platform' closed: 25 events written, 1 failed, 0 dropped",
+        )
+    ]
 
 
 def test_the_event_id_is_a_time_ordered_uuid(events_url: str) -> None:

@@ -13,12 +13,13 @@ import time
 import weakref
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from analytics_core._checks import seconds
 from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
 from analytics_core.client._lifecycle import forget_client, register_client, register_connection
+from analytics_core.client._log import logger
 from analytics_core.client._queue import EventQueue, LocalIntake
 from analytics_core.client._worker import Worker
 from analytics_core.events import AnalyticsEvent
@@ -35,6 +36,9 @@ from analytics_core.tracker import (
 __all__ = ["AnalyticsClient"]
 
 _time_ns = time.time_ns
+# How long before its deadline a close() that is running out of time gives up (at most half
+# its timeout): the worker's threads then have this long to settle what they know.
+_GIVE_UP_GRACE_S: Final = 0.1
 
 
 class AnalyticsClient:
@@ -103,6 +107,7 @@ class AnalyticsClient:
         )
         self._close_lock = threading.Lock()
         self._closed = False
+        self._summarized = False
         self._intake: EventQueue | LocalIntake
         self._worker: Worker | None = None
         self._finalizer: weakref.finalize[Any, Any]
@@ -158,9 +163,14 @@ class AnalyticsClient:
         """Stop accepting events, write what is pending, release the connection.
 
         Waits at most ``timeout`` seconds (database up or down). True when everything was
-        resolved in time; False when it gave up: what was still pending is then counted as
-        dropped (a COPY already sent finishes on its own). Idempotent: a later call waits for
-        the same shutdown. ``track()`` after close returns False and counts a drop.
+        resolved in time. False when it gave up: the connection is shut down and what was
+        still pending counts as dropped (a batch whose COPY was sent may have committed all
+        the same; a warning says so). Either way the counters are final when it returns
+        (``queue_depth`` 0) and one line sums them up in the log (INFO, or WARNING when it
+        gave up). The worker's threads end with it, or at once after it gave up; only a
+        connection attempt under way runs on, for at most ``connect_timeout``, and an
+        ``on_error`` call until it returns. Idempotent: a later call waits for the same
+        shutdown. ``track()`` after close returns False and counts a drop.
         """
         deadline = time.monotonic() + seconds(timeout, "timeout")
         self._begin_close()
@@ -240,10 +250,44 @@ class AnalyticsClient:
         if worker is None:
             return True
         self._refuse_worker_thread(worker, "close")
-        if not worker.join(deadline):
+        # Giving up starts a little before the deadline, so that the threads can settle what
+        # they know (a COPY that just committed) before the counters are sealed.
+        grace = min(_GIVE_UP_GRACE_S, max(0.0, deadline - time.monotonic()) / 2)
+        drained = worker.join(deadline - grace)
+        if not drained:
             worker.abort()
-            return False
-        return not worker.queue.abandoned and worker.queue.pending == 0
+            worker.join(deadline)
+        worker.queue.seal()
+        lost = worker.queue.dropped_at_shutdown
+        self._log_summary(lost)
+        return drained and not lost
+
+    def _log_summary(self, lost: int) -> None:
+        """One line when the first close() ends: what became of the events, in sum."""
+        with self._close_lock:
+            if self._summarized:
+                return
+            self._summarized = True
+        stats = self.stats
+        if not lost:
+            logger.info(
+                "analytics-core: client %r closed: %d events written, %d failed, %d dropped",
+                self._config.service,
+                stats.written,
+                stats.failed,
+                stats.dropped,
+            )
+            return
+        logger.warning(
+            "analytics-core: client %r closed: %d events written, %d failed, %d dropped, of "
+            "which %d still pending when close() gave up (last error: %s)",
+            self._config.service,
+            stats.written,
+            stats.failed,
+            stats.dropped,
+            lost,
+            stats.last_error,
+        )
 
     def _restart_in_child(self) -> None:
         # Runs single-threaded in a forked child; the parent's threads are gone and its locks

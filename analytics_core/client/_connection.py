@@ -9,7 +9,8 @@ server committed it. Every row carries its ``event_id`` (unique in the table), s
 reconnecting ``present()`` asks which ids of the in-doubt rows already exist, and only the
 others are written again (the decision is ``_delivery``'s).
 
-Not thread-safe, except ``interrupt_if_stuck()``, which the batcher thread calls.
+Not thread-safe, except ``interrupt_if_stuck()``, which the batcher thread calls, and
+``shut()``, which a closing client calls when it gives up.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ _SET_STATEMENT_TIMEOUT: Final = (
 )
 
 
+_SHUT: Final = "the client gave up writing: its connection is shut"
+
+
 class EventsConnection:
     """One connection to the events table, opened on first use and after every loss."""
 
@@ -69,6 +73,8 @@ class EventsConnection:
         self._state_lock = threading.Lock()
         self._busy_since: float | None = None
         self._socket = -1
+        # Set by shut(): no connection is opened any more.
+        self._shut = False
 
     def copy(self, rows: Sequence[Row], before_wait: Callable[[], None] | None = None) -> None:
         """Write ``rows`` with one binary COPY, committed when it returns.
@@ -134,16 +140,35 @@ class EventsConnection:
         """
         with self._state_lock:
             since = self._busy_since
-            if since is None or self._socket < 0 or time.monotonic() - since < limit:
+            if since is None or time.monotonic() - since < limit:
                 return False
-            # A duplicate of the descriptor: shutdown() acts on the connection itself, and
-            # closing our duplicate leaves libpq's descriptor number intact.
-            try:
-                with socket.socket(fileno=os.dup(self._socket)) as stuck:
-                    stuck.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                return False
-            return True
+            return self._shut_down_socket()
+
+    def shut(self) -> None:
+        """End this connection for good, from any thread, without waiting for the server.
+
+        The socket is shut down, so that a wait on the server (a COPY, a look-up) fails at
+        once with a connection error, and no connection is opened from now on: ``copy`` and
+        ``present`` raise ``psycopg.OperationalError``. A connection attempt already under
+        way cannot be interrupted; it ends within ``connect_timeout`` and is closed then.
+        """
+        with self._state_lock:
+            self._shut = True
+            self._shut_down_socket()
+
+    def _shut_down_socket(self) -> bool:
+        """Shut the current socket down (both ways); False if there is none. Holds the lock."""
+        if self._socket < 0:
+            return False
+        # A duplicate of the descriptor: shutdown() acts on the connection itself, and
+        # closing our duplicate leaves libpq's descriptor number intact. The lock keeps
+        # discard() from closing the descriptor meanwhile.
+        try:
+            with socket.socket(fileno=os.dup(self._socket)) as stuck:
+                stuck.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
 
     def forget_after_fork(self) -> None:
         """In a forked child: let go of the parent's connection without touching it.
@@ -177,10 +202,17 @@ class EventsConnection:
         conn = self._conn
         if conn is not None and not conn.closed:
             return conn
+        if self._shut:
+            raise psycopg.OperationalError(_SHUT)
         conn = psycopg.connect(self._conninfo, autocommit=True)
         with self._state_lock:
-            self._conn = conn
-            self._socket = conn.pgconn.socket
+            shut = self._shut
+            if not shut:
+                self._conn = conn
+                self._socket = conn.pgconn.socket
+        if shut:
+            conn.close()
+            raise psycopg.OperationalError(_SHUT)
         self._begin_io()
         try:
             conn.execute(_SET_STATEMENT_TIMEOUT, (self._statement_timeout,))

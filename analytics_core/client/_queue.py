@@ -7,6 +7,9 @@ writer never holds the lock while it does I/O; ``track()`` holds it for an appen
 ``pending`` counts every event accepted and not yet resolved: those in the intake, those the
 worker has taken and is building or writing. ``max_queue_size`` bounds that number, so memory
 stays bounded however long the database is away.
+
+``seal()`` ends the ledger when the client gives up: what is pending counts as dropped, and
+the counters do not change any more (a late outcome of the writer is logged, not counted).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TypeAlias
 
+from analytics_core.client._log import logger
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import ClientStats
 
@@ -37,7 +41,6 @@ class EventQueue:
     """
 
     __slots__ = (
-        "_abandoned",
         "_accepted",
         "_batch_size",
         "_batches",
@@ -55,6 +58,7 @@ class EventQueue:
         "_pending",
         "_resolved",
         "_retried",
+        "_sealed",
         "_settled",
         "_written",
         "wake",
@@ -86,7 +90,7 @@ class EventQueue:
         self._batches = 0
         self._last_error: str | None = None
         self._flush_upto = 0
-        self._abandoned = False
+        self._sealed = False
 
     # --- Producers ---------------------------------------------------------------------------
 
@@ -147,9 +151,9 @@ class EventQueue:
         return self._dropped_full
 
     @property
-    def abandoned(self) -> bool:
-        """True once ``abandon()`` dropped pending events."""
-        return self._abandoned
+    def dropped_at_shutdown(self) -> int:
+        """Events ``seal()`` counted as dropped: still pending when the client gave up."""
+        return self._dropped_shutdown
 
     @property
     def pending(self) -> int:
@@ -157,29 +161,48 @@ class EventQueue:
         return self._pending
 
     def settle(self, *, written: int, failed: int, batches: int) -> None:
-        """Record the outcome of a batch and wake ``wait_settled`` callers."""
+        """Record the outcome of a batch and wake ``wait_settled`` callers.
+
+        Once sealed, the outcome is only logged: those events were counted as dropped, and
+        the counters stay as they were when the client gave up.
+        """
         with self._settled:
-            resolved = written + failed
-            self._pending -= resolved
-            self._resolved += resolved
-            self._written += written
-            self._failed += failed
-            self._batches += batches
-            self._settled.notify_all()
+            sealed = self._sealed
+            if not sealed:
+                resolved = written + failed
+                self._pending -= resolved
+                self._resolved += resolved
+                self._written += written
+                self._failed += failed
+                self._batches += batches
+                self._settled.notify_all()
+        if sealed and written + failed:
+            logger.warning(
+                "analytics-core: of the events counted as dropped when the client gave up, "
+                "%d were written and %d rejected by the database after all",
+                written,
+                failed,
+            )
 
     def note_retry(self, error: str) -> None:
-        """Count one retried write attempt and remember its error."""
+        """Count one retried write attempt and remember its error (unless sealed)."""
         with self._lock:
-            self._retried += 1
-            self._last_error = error
+            if not self._sealed:
+                self._retried += 1
+                self._last_error = error
 
     def note_error(self, error: str | None) -> None:
         """Set ``last_error``: rows the database rejected, or None after a clean batch."""
         with self._lock:
-            self._last_error = error
+            if not self._sealed:
+                self._last_error = error
 
-    def abandon(self) -> int:
-        """Count every pending event as dropped (shutdown gave up); return how many."""
+    def seal(self) -> int:
+        """Count every pending event as dropped and freeze the counters; return how many.
+
+        For shutdown, when ``close()`` gives up or the worker stops: intake closes too, and
+        ``wait_settled`` callers wake. Idempotent (a later call returns 0).
+        """
         with self._settled:
             count = self._pending
             self._dropped_shutdown += count
@@ -188,7 +211,7 @@ class EventQueue:
             self._full = deque()
             self._items = []
             self._capacity = 0
-            self._abandoned = self._abandoned or count > 0
+            self._sealed = True
             self._settled.notify_all()
             return count
 
@@ -220,7 +243,7 @@ class EventQueue:
                 if remaining <= 0:
                     return False
                 self._settled.wait(remaining)
-            return not self._abandoned
+            return self._dropped_shutdown == 0
 
     def snapshot(self) -> ClientStats:
         """All counters, read together under the lock."""

@@ -172,15 +172,18 @@ class Worker:
         return not any(thread.is_alive() for thread in self._threads)
 
     def abort(self) -> None:
-        """Give up: end every wait now; whatever is still pending will count as dropped.
+        """Give up: end every wait now, and shut the connection down.
 
-        A COPY already on the wire is not interrupted; it ends by itself, bounded by the
-        server's statement_timeout and the watchdog.
+        A COPY or look-up waiting on the server fails at once (a COPY whose data was sent may
+        have committed: the server decides); a connection attempt under way ends within
+        ``connect_timeout``. The threads then stop without writing anything more. What is
+        still pending is for the caller to count as dropped (``queue.seal()``).
         """
         self._abort.set()
         self._retry_now.set()
         self._handoff.abort()
         self.queue.wake.set()
+        self._connection.shut()
 
     def runs_on_current_thread(self) -> bool:
         """True when called from one of the worker's own threads (e.g. in ``on_error``)."""
@@ -248,6 +251,8 @@ class Worker:
         for start in range(0, len(items), _SLICE_ROWS):
             if start:
                 time.sleep(0)
+                if self._abort.is_set():
+                    break  # not handed over: the client gave up
             build_batch(items[start : start + _SLICE_ROWS], service, batch)
         return batch
 
@@ -318,14 +323,8 @@ class Worker:
             self._running -= 1
             if self._running:
                 return
-        # The last thread out settles what could not be written.
+        # The last thread out counts what could not be written as dropped: what close() gave
+        # up on, or what a crashed thread left. The closing client's summary says how many.
         self._report_drops(force=True)
         self._delivery.warn_unreported_failures()
-        lost = self.queue.abandon()
-        if lost:
-            logger.warning(
-                "analytics-core: shut down with %d events not written; counted as dropped "
-                "(close() timed out; last error: %s)",
-                lost,
-                self.queue.snapshot().last_error,
-            )
+        self.queue.seal()
