@@ -47,11 +47,6 @@ class EventRow:
     service: str = "platform"
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
-    @property
-    def timestamp(self) -> datetime:
-        """``at``, under the events table's column name."""
-        return self.at
-
 
 def migrate(url: str) -> None:
     """Apply every migration (pre, then post) to the database at ``url``, then

@@ -39,7 +39,7 @@ def history() -> tuple[Dataset, int, int]:
     recent = product_history(day_of(NOW) - timedelta(days=2), 1, seed=5)
     data = Dataset(expired.rows + kept.rows + recent.rows)
     last_day = day_of(NOW) - timedelta(days=2)
-    users = {str(r.user_id) for r in recent.rows if r.user_id and day_of(r.timestamp) == last_day}
+    users = {str(r.user_id) for r in recent.rows if r.user_id and day_of(r.at) == last_day}
     return data, len(expired.rows), len(users)
 
 
@@ -52,7 +52,7 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_maintain_on_the_server_engine(database_url: str) -> None:
     assert invoke("all", "--database-url", database_url)[0] == 0
     data, expired, last_day_users = history()
-    expired_days = {day_of(r.timestamp) for r in data.rows if r.timestamp < NOW - timedelta(90)}
+    expired_days = {day_of(r.at) for r in data.rows if r.at < NOW - timedelta(90)}
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(data.insert_sql())
         edition = read_status(conn).server.edition

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,13 +13,10 @@ import pytest
 
 from analytics_core import queries as q
 from analytics_core.queries import Entity, EntityKind
-from tests.seeded_database import (
-    Row,
-    field_of,
-    insert,
-    migrated_database,
-    recording_connection,
-)
+from devtools.pytest_plugin import autocommit_connection_fixture, seeded_database_fixture
+from devtools.seeding import EventRow as Row
+from tests.expected import field_of
+from tests.recording import recording_connection
 from tests.synthetic import day_of as day_start
 
 pytestmark = pytest.mark.server
@@ -98,17 +94,8 @@ OTHER_ROWS = [
 ROWS = U1_ROWS + OTHER_ROWS
 
 
-@pytest.fixture(scope="module")
-def url(server_url: str, server_admin_url: str) -> Iterator[str]:
-    with migrated_database(server_url, server_admin_url) as database:
-        insert(database, ROWS)
-        yield database
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(url, autocommit=True) as connection:
-        yield connection
+url = seeded_database_fixture(ROWS)
+conn = autocommit_connection_fixture("url")
 
 
 def user(value: uuid.UUID) -> Entity:

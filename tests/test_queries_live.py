@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +12,8 @@ import pytest
 
 from analytics_core import queries as q
 from analytics_core.migrate import Phase, apply
-from tests.seeded_database import Row, insert, migrated_database
+from devtools.pytest_plugin import autocommit_connection_fixture, seeded_database_fixture
+from devtools.seeding import EventRow as Row
 from tests.synthetic import day_of as day_start
 
 pytestmark = pytest.mark.server
@@ -37,17 +37,8 @@ ROWS = {
 }
 
 
-@pytest.fixture(scope="module")
-def url(server_url: str, server_admin_url: str) -> Iterator[str]:
-    with migrated_database(server_url, server_admin_url) as database:
-        insert(database, ROWS.values())
-        yield database
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(url, autocommit=True) as connection:
-        yield connection
+url = seeded_database_fixture(ROWS.values())
+conn = autocommit_connection_fixture("url")
 
 
 def record(name: str) -> q.EventRecord:

@@ -9,7 +9,7 @@ import random
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,19 +19,10 @@ import pytest
 from analytics_core import queries as q
 from analytics_core.migrate.edition import Edition, inspect_server
 from analytics_core.schema import EVENTS_TABLE
-from tests.seeded_database import (
-    Row,
-    assert_same,
-    field_of,
-    insert,
-    json_int,
-    json_ms,
-    json_text,
-    json_uuid,
-    migrated_database,
-    recording_connection,
-    refresh,
-)
+from devtools.pytest_plugin import autocommit_connection_fixture, seeded_database_fixture
+from devtools.seeding import EventRow as Row
+from tests.expected import assert_same, field_of, json_int, json_ms, json_text, json_uuid
+from tests.recording import recording_connection
 from tests.synthetic import day_of as day_start
 from tests.synthetic import hour_of as hour_start
 from tests.synthetic import percentile_cont
@@ -267,18 +258,8 @@ def _edge_rows() -> list[Row]:
 ROWS = _random_rows(RNG) + _edge_rows()
 
 
-@pytest.fixture(scope="module")
-def url(server_url: str, server_admin_url: str) -> Iterator[str]:
-    with migrated_database(server_url, server_admin_url) as database:
-        insert(database, ROWS)
-        refresh(database)
-        yield database
-
-
-@pytest.fixture
-def conn(url: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(url, autocommit=True) as connection:
-        yield connection
+url = seeded_database_fixture(ROWS, refresh=True)
+conn = autocommit_connection_fixture("url")
 
 
 # --- Expected answers, computed from ROWS ------------------------------------------------------

@@ -7,7 +7,6 @@ import importlib
 import json
 import tomllib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typer.testing import CliRunner
 
 from analytics_core.cli.migrate import app as migrate_app
 from analytics_core.cli.report import app
-from tests.seeded_database import Row, insert, migrated_database, refresh
+from devtools.pytest_plugin import seeded_database_fixture
+from devtools.seeding import EventRow as Row
 from tests.synthetic import day_of as day_start
 
 pytestmark = pytest.mark.server
@@ -58,12 +58,7 @@ ROWS = [
 WINDOW = ["--since", DAY, "--until", DAY]
 
 
-@pytest.fixture(scope="module")
-def url(server_url: str, server_admin_url: str) -> Iterator[str]:
-    with migrated_database(server_url, server_admin_url) as database:
-        insert(database, ROWS)
-        refresh(database)
-        yield database
+url = seeded_database_fixture(ROWS, refresh=True)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -146,7 +146,7 @@ def test_daily_wau_and_mau_are_exact_distinct_counts(loaded: tuple[SqlSession, A
     active: dict[datetime, set[str]] = defaultdict(set)
     for row in data.rows:
         if row.user_id is not None:
-            active[day_of(row.timestamp)].add(str(row.user_id))
+            active[day_of(row.at)].add(str(row.user_id))
     for day in (HISTORY_START + timedelta(days=n) for n in (0, 6, 20, HISTORY_DAYS - 1)):
         def users_between(first: datetime, last: datetime) -> int:
             return len(set().union(*(u for d, u in active.items() if first <= d <= last)))
@@ -174,7 +174,7 @@ def test_api_latency_percentiles_and_error_counts_per_hour(
     session, data = loaded
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row, payload in parsed(r for r in data.rows if r.event_type == "api_request"):
-        key = (hour_of(row.timestamp).isoformat(), str(payload.get("method", "(unknown)")),
+        key = (hour_of(row.at).isoformat(), str(payload.get("method", "(unknown)")),
                payload["route"] if isinstance(payload.get("route"), str) else None)
         groups[key].append(payload)
     rows = session.fetch(
@@ -207,7 +207,7 @@ def test_task_counts_and_duration_percentiles_per_day(loaded: tuple[SqlSession, 
     by_day: dict[datetime, Counter[str]] = defaultdict(Counter)
     durations: dict[datetime, list[float]] = defaultdict(list)
     for row, payload in parsed(r for r in data.rows if r.event_type.startswith("task_")):
-        day = day_of(row.timestamp)
+        day = day_of(row.at)
         by_day[day][row.event_type] += 1
         if row.event_type == "task_completed" and isinstance(payload["duration_ms"], int):
             durations[day].append(float(payload["duration_ms"]))
