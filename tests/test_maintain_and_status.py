@@ -196,9 +196,11 @@ def test_maintain_takes_work_the_scheduler_did_concurrently_as_done(
     community_session: SqlSession,
 ) -> None:
     apply_migrations(community_session)
+    plain = cast(Any, PsycopgShim(community_session))
+    # This connection plays the scheduler; a real server's own would race it.
+    pause_jobs(plain)
     data, _, _ = history()
     community_session.execute(data.insert_sql())
-    plain = cast(Any, PsycopgShim(community_session))
     ids = {job.kind: job.job_id for job in read_jobs(plain)}
     refresh_ids = [job.job_id for job in read_jobs(plain) if job.kind.startswith("refresh")]
     conn = cast(Any, SchedulerAlongside(community_session, ids["compression"], refresh_ids[0]))
