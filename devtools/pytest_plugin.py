@@ -29,7 +29,7 @@ from psycopg import sql
 
 from analytics_core.connection import with_database
 from analytics_core.migrate import Phase, apply
-from devtools import pglite, seeding, server_engine
+from devtools import pglite, seeding, server_engine, topologies
 from devtools.databases import ThrowawayDatabases
 from devtools.pglite import PGliteSession
 from devtools.psycopg_session import PsycopgSession
@@ -47,6 +47,9 @@ DATABASE_URL_ENV = "ANALYTICS_TEST_DATABASE_URL"
 DOCKER_IMAGE = "timescale/timescaledb:latest-pg17"
 DOCKER_PROBE_TIMEOUT_S = 5.0
 NO_PRELOAD_CLUSTER = "no-preload"
+#: The local cluster behind the topology fixtures (PgBouncer, standby): one of their own, so
+#: that the standby copies little and the poolers see only the topology tests' sessions.
+TOPOLOGY_CLUSTER = "topology"
 #: Name prefix of every database the fixtures create.
 TEST_DATABASE_PREFIX = "analytics_test"
 _HOW_TO_GET_AN_ENGINE = (
@@ -200,6 +203,102 @@ def no_preload_server_url(full_timescaledb: FullTimescaleDB | None) -> str:
             f"needs the local server engine; the engines come from {full_timescaledb.source}"
         )
     return _local_server(NO_PRELOAD_CLUSTER, preload=False)
+
+
+# --- topology fixtures: PgBouncer and a hot standby in front of a local cluster -----------------
+# Session-scoped engines, left running at the end like the clusters (the next session starts
+# them in well under a second); each test gets a fresh database on the primary, reachable
+# through each of them under the same name.
+
+
+def _topology_engine(start: Callable[[], str]) -> str:
+    try:
+        return start()
+    except server_engine.ServerEngineError as exc:
+        pytest.fail(f"the local topology engine failed: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def topology_primary_url(full_timescaledb: FullTimescaleDB | None) -> str:
+    """DSN (``postgres`` database) of the local cluster the poolers and the standby serve."""
+    if full_timescaledb is not None:
+        pytest.skip(
+            "PgBouncer and standby tests need the local server engine (scripts/server-engine); "
+            f"the engines come from {full_timescaledb.source}"
+        )
+    return _local_server(TOPOLOGY_CLUSTER, preload=True)
+
+
+@pytest.fixture(scope="session")
+def _topology_databases(topology_primary_url: str) -> Iterator[ThrowawayDatabases]:
+    with ThrowawayDatabases(topology_primary_url, TEST_DATABASE_PREFIX) as databases:
+        yield databases
+
+
+@pytest.fixture
+def topology_database_url(_topology_databases: ThrowawayDatabases) -> Iterator[str]:
+    """DSN of a fresh database on the topology primary, direct; dropped after the test."""
+    with _topology_databases.database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def _pgbouncer_transaction(topology_primary_url: str) -> str:
+    return _topology_engine(
+        lambda: topologies.ensure_pgbouncer(
+            f"{TOPOLOGY_CLUSTER}-transaction", TOPOLOGY_CLUSTER, "transaction"
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def _pgbouncer_session(topology_primary_url: str) -> str:
+    return _topology_engine(
+        lambda: topologies.ensure_pgbouncer(
+            f"{TOPOLOGY_CLUSTER}-session", TOPOLOGY_CLUSTER, "session"
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def _standby(topology_primary_url: str) -> str:
+    return _topology_engine(
+        lambda: topologies.ensure_standby(f"{TOPOLOGY_CLUSTER}-standby", TOPOLOGY_CLUSTER)
+    )
+
+
+def _same_database(dsn: str, database_url: str) -> str:
+    return with_database(dsn, urlsplit(database_url).path.lstrip("/"))
+
+
+@pytest.fixture
+def pgbouncer_transaction_url(topology_database_url: str, _pgbouncer_transaction: str) -> str:
+    """``topology_database_url``'s database through PgBouncer in transaction pool mode."""
+    return _same_database(_pgbouncer_transaction, topology_database_url)
+
+
+@pytest.fixture
+def pgbouncer_session_url(topology_database_url: str, _pgbouncer_session: str) -> str:
+    """``topology_database_url``'s database through PgBouncer in session pool mode."""
+    return _same_database(_pgbouncer_session, topology_database_url)
+
+
+@pytest.fixture
+def standby_url(topology_database_url: str, _standby: str) -> str:
+    """``topology_database_url``'s database on a streaming hot standby of its server, once
+    the standby has replayed its creation. After writing on the primary, call
+    ``devtools.topologies.wait_for_replay(topology_database_url, standby_url)``."""
+    url = _same_database(_standby, topology_database_url)
+    _topology_engine(lambda: _replayed(topology_database_url, url))
+    return url
+
+
+def _replayed(primary_url: str, standby_url: str) -> str:
+    # The new database exists on the standby only once its creation is replayed.
+    topologies.wait_for_replay(
+        with_database(primary_url, "postgres"), with_database(standby_url, "postgres")
+    )
+    return standby_url
 
 
 # --- Community-edition fixtures ----------------------------------------------------------------

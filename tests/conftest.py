@@ -22,6 +22,10 @@ Fixtures:
 - `no_preload_server_url` (session): DSN of a local cluster without timescaledb preloaded;
   skipped when the engines come from the environment or Docker.
 - `full_timescaledb` (session): the full TimescaleDB of steps 1-2, or None.
+- `topology_database_url` (function): a fresh database on the local cluster `topology`;
+  `pgbouncer_transaction_url`, `pgbouncer_session_url` and `standby_url` reach the same
+  database through PgBouncer (transaction / session pool mode) and a streaming hot standby.
+  Local engines only: skipped when the engines come from the environment or Docker.
 
 A test module that reads a database it loads once makes its fixtures with the plugin's
 factories: `url = seeded_database_fixture(ROWS, refresh=True)` and
