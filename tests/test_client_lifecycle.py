@@ -208,6 +208,82 @@ def test_a_multiprocessing_fork_child_writes_its_events_without_close(events_url
     ]
 
 
+def _track_in_pool_worker(count: int) -> int:
+    assert _MP_CLIENT is not None
+    for i in range(count):
+        assert _MP_CLIENT.track(task(f"pool {os.getpid()} {i}")) is True
+    return count
+
+
+def _open_client_in_pool_worker(url: str) -> None:
+    global _MP_CLIENT  # noqa: PLW0603 - one client per worker process, as an initializer makes it
+    _MP_CLIENT = AnalyticsClient(url, service="platform", batch_size=1000, flush_interval=3600)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_a_pool_ended_by_its_with_block_writes_every_event(
+    events_url: str, start_method: str
+) -> None:
+    # Pool.__exit__ calls terminate(): SIGTERM to every worker, whose events are still queued
+    # (a batch never fills, the interval never passes). With fork the workers inherit the
+    # parent's client; otherwise the initializer opens one in each worker.
+    global _MP_CLIENT  # noqa: PLW0603 - the fork children inherit it
+    context = multiprocessing.get_context(start_method)
+    inherited = start_method == "fork"
+    _MP_CLIENT = (
+        AnalyticsClient(events_url, service="platform", batch_size=1000, flush_interval=3600)
+        if inherited
+        else None
+    )
+    try:
+        with context.Pool(
+            4,
+            initializer=None if inherited else _open_client_in_pool_worker,
+            initargs=() if inherited else (events_url,),
+        ) as pool:
+            assert sum(pool.map(_track_in_pool_worker, [100] * 15, chunksize=1)) == 1500
+        # terminate() joined the workers: what they had queued is in the table now.
+        assert fetch(
+            events_url, f"SELECT count(*), count(DISTINCT event_id) FROM {EVENTS_TABLE}"
+        ) == [(1500, 1500)]
+    finally:
+        if _MP_CLIENT is not None:
+            assert _MP_CLIENT.close(timeout=10) is True
+            assert _MP_CLIENT.stats.accepted == 0
+        _MP_CLIENT = None
+
+
+def _track_then_wait(count: int, tracked: Any) -> None:
+    assert _MP_CLIENT is not None
+    for i in range(count):
+        _MP_CLIENT.track(task(f"terminated {i}"))
+    tracked.set()
+    time.sleep(SUBPROCESS_TIMEOUT_S)
+
+
+def test_a_terminated_multiprocessing_child_writes_its_events_then_dies_by_sigterm(
+    events_url: str,
+) -> None:
+    global _MP_CLIENT  # noqa: PLW0603 - the child inherits it through fork
+    _MP_CLIENT = AnalyticsClient(
+        events_url, service="platform", batch_size=1000, flush_interval=3600
+    )
+    context = multiprocessing.get_context("fork")
+    try:
+        tracked = context.Event()
+        process = context.Process(target=_track_then_wait, args=(3, tracked))
+        process.start()
+        assert tracked.wait(SUBPROCESS_TIMEOUT_S)
+        process.terminate()
+        process.join(SUBPROCESS_TIMEOUT_S)
+        # The same end as before, only once the events are written.
+        assert process.exitcode == -signal.SIGTERM
+    finally:
+        _MP_CLIENT.close(timeout=1)
+        _MP_CLIENT = None
+    assert commands(events_url) == ["terminated 0", "terminated 1", "terminated 2"]
+
+
 def test_a_client_dropped_without_close_is_collected_and_drains(events_url: str) -> None:
     # The fork and exit hooks hold clients weakly; the worker threads do not hold the client.
     client = AnalyticsClient(events_url, service="dropped", flush_interval=3600)

@@ -41,10 +41,16 @@ Process exit and signals
       included). What was committed stays; nothing is half-written.
     - Fork (gunicorn ``--preload``, Celery prefork, ``multiprocessing`` with fork): the child
       starts with an empty queue, its own worker and connection; events queued in the parent
-      are written by the parent only. ``multiprocessing`` children are closed at their exit
-      automatically; other children that end with ``os._exit()`` (Celery's prefork pool
-      among them) must call ``close()`` first, e.g. from Celery's
-      ``worker_process_shutdown`` signal.
+      are written by the parent only.
+    - ``multiprocessing`` children, whatever the start method (a client inherited through
+      fork, or opened in the child, e.g. by a ``Pool`` initializer): closed when they end
+      normally (``pool.close(); pool.join()``, a ``Process`` whose target returns), and when
+      multiprocessing terminates them with SIGTERM (``with Pool() as pool:``, whose exit
+      calls ``terminate()``; ``Process.terminate()``), as long as SIGTERM has its default
+      action there: the clients are closed within ``shutdown_timeout``, then the child ends
+      by SIGTERM as it would have. ``Process.kill()`` (SIGKILL) loses what is queued.
+    - Other children that end with ``os._exit()`` (Celery's prefork pool among them) must
+      call ``close()`` first, e.g. from Celery's ``worker_process_shutdown`` signal.
 """
 
 # How it is built, in the order an event travels (each module's docstring has the details):

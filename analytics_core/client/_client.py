@@ -239,7 +239,6 @@ class AnalyticsClient:
             if self._closed:
                 return
             self._closed = True
-        forget_client(self)
         if self._worker is None:
             self._intake.close_intake()
         else:
@@ -260,6 +259,8 @@ class AnalyticsClient:
         worker.queue.seal()
         lost = worker.queue.dropped_at_shutdown
         self._log_summary(lost)
+        # Registered until now, so that a close at exit or on SIGTERM waits for this one.
+        forget_client(self)
         return drained and not lost
 
     def _log_summary(self, lost: int) -> None:
@@ -289,14 +290,17 @@ class AnalyticsClient:
             stats.last_error,
         )
 
-    def _restart_in_child(self) -> None:
+    def _restart_in_child(self) -> bool:
+        """In a forked child: start over if open; True if so (False: closed or closing)."""
         # Runs single-threaded in a forked child; the parent's threads are gone and its locks
         # may have been held by them, so everything stateful is created anew.
         self._close_lock = threading.Lock()
-        if not self._closed and self._worker is not None:
-            # The parent's worker is not ours to stop, and its locks may be held forever.
-            self._finalizer.detach()
-            self._start_worker()
+        if self._closed or self._worker is None:
+            return False
+        # The parent's worker is not ours to stop, and its locks may be held forever.
+        self._finalizer.detach()
+        self._start_worker()
+        return True
 
     @staticmethod
     def _refuse_worker_thread(worker: Worker, method: str) -> None:

@@ -1,4 +1,4 @@
-"""Process lifecycle: what live clients do when the process forks and when it exits.
+"""Process lifecycle: what live clients do when the process forks, exits or is terminated.
 
 - **Fork.** A child inherits the parent's memory but none of its threads, and shares its
   sockets. ``os.register_at_fork`` runs ``_after_fork_in_child`` in the child: every client
@@ -7,18 +7,29 @@
   the parent stay the parent's to write. Only weak references are held, so registering never
   keeps a client alive.
 - **Exit.** An ``atexit`` hook closes every open client, each within its ``shutdown_timeout``
-  (all at once, so the total is the longest one, not the sum). Children started by
-  ``multiprocessing`` with fork leave through ``os._exit``, which skips ``atexit``; for them
-  the same hook is armed as a multiprocessing finalizer.
+  (all at once, so the total is the longest one, not the sum).
+- **multiprocessing children** (any start method; with fork, from a client inherited; with
+  spawn or forkserver, from one opened in the child, e.g. by a pool's initializer): they
+  leave through ``os._exit``, which skips ``atexit``, so the same hook is armed as a
+  multiprocessing finalizer. And multiprocessing ends them with SIGTERM (``Pool.terminate()``,
+  which ``with Pool()`` calls, ``Process.terminate()``), whose default action kills at once:
+  where SIGTERM still has that default action, it is taken over (``_on_sigterm``). The
+  clients are closed, within their ``shutdown_timeout``, then the process ends by SIGTERM
+  as it would have, with the same exit status; a second SIGTERM ends it at once. A handler
+  of the application's own, set before or after, is left to it.
 """
 
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
+import signal
 import sys
+import threading
 import time
 import weakref
+from types import FrameType
 from typing import Final, Protocol
 
 from analytics_core.client._connection import EventsConnection
@@ -28,7 +39,7 @@ __all__ = ["forget_client", "register_client", "register_connection"]
 
 
 class _Client(Protocol):
-    def _restart_in_child(self) -> None: ...
+    def _restart_in_child(self) -> bool: ...
 
     def _begin_close(self) -> None: ...
 
@@ -47,15 +58,24 @@ class _Anchor:
 
 
 _ANCHOR: Final = _Anchor()
+# The process whose exit and SIGTERM are armed (a forked child must arm its own), and whether
+# _after_fork_in_child is running (it arms through multiprocessing's after-fork hook instead).
+_armed_pid = 0
+_in_fork_hook = False
 
 
 def register_client(client: _Client) -> None:
-    """Close ``client`` at exit and restart it in forked children, while it lives."""
+    """Close ``client`` at exit and restart it in forked children, while it lives.
+
+    In a multiprocessing child, also arm its exit and SIGTERM (see the module docstring).
+    """
     _clients.add(client)
+    if not _in_fork_hook and _parent_process_is_multiprocessing():
+        _arm_multiprocessing_child()
 
 
 def forget_client(client: _Client) -> None:
-    """``client`` is closed: nothing more to do for it at exit or fork."""
+    """``client`` is closed (its close() has ended): nothing more to do at exit or fork."""
     _clients.discard(client)
 
 
@@ -69,26 +89,70 @@ def register_connection(connection: EventsConnection) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _in_fork_hook  # noqa: PLW0603 - set for the duration of the hook
     for connection in list(_connections):
         connection.forget_after_fork()
-    clients = list(_clients)
-    for client in clients:
-        client._restart_in_child()
-    if clients:
-        _arm_multiprocessing_exit()
-
-
-def _arm_multiprocessing_exit() -> None:
+    _in_fork_hook = True
+    try:
+        for client in list(_clients):
+            if not client._restart_in_child():
+                _clients.discard(client)  # closed (or closing) in the parent
+    finally:
+        _in_fork_hook = False
     # Only if the application uses multiprocessing: importing it here would cost every user.
     mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        # Runs in a multiprocessing child after it clears the finalizers it inherited.
-        mp_util.register_after_fork(_ANCHOR, _register_multiprocessing_finalizer)
+    if _clients and mp_util is not None:
+        # Runs in a multiprocessing child after it clears the finalizers it inherited, on
+        # its main thread; not at all in other children.
+        mp_util.register_after_fork(_ANCHOR, _arm_after_multiprocessing_fork)
 
 
-def _register_multiprocessing_finalizer(_anchor: _Anchor) -> None:
-    mp_util = sys.modules["multiprocessing.util"]
+def _parent_process_is_multiprocessing() -> bool:
+    mp_process = sys.modules.get("multiprocessing.process")
+    return mp_process is not None and mp_process.parent_process() is not None
+
+
+def _arm_after_multiprocessing_fork(_anchor: _Anchor) -> None:
+    _arm_multiprocessing_child()
+
+
+def _arm_multiprocessing_child() -> None:
+    """Close the clients when this multiprocessing child exits or is sent SIGTERM; once."""
+    global _armed_pid  # noqa: PLW0603 - one process, armed once
+    if _armed_pid == os.getpid():
+        return
+    _armed_pid = os.getpid()
+    mp_util = importlib.import_module("multiprocessing.util")
     mp_util.Finalize(None, _close_all_at_exit, exitpriority=0)
+    # signal.signal works on the main thread only (after a fork, the forking thread is it).
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM in a multiprocessing child: close the clients, then end by SIGTERM after all.
+
+    Runs on the main thread between two bytecodes of whatever it was doing, maybe holding a
+    lock a close would take, so it only starts the closing thread and returns. The main
+    thread carries on (typically waiting for its next task) until that thread ends the
+    process; multiprocessing's terminate() waits for that, bounded by shutdown_timeout.
+    """
+    # A second SIGTERM ends the process at once, as does the one sent when closing is done.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Not a daemon: if the main thread ends first, the interpreter waits for this one.
+    threading.Thread(
+        target=_close_all_then_end, args=(signum,), name="analytics-core-sigterm"
+    ).start()
+
+
+def _close_all_then_end(signum: int) -> None:
+    try:
+        _close_all_at_exit()
+    finally:
+        os.kill(os.getpid(), signum)
 
 
 def _close_all_at_exit() -> None:
