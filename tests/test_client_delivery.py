@@ -144,7 +144,7 @@ def track(run: Run, count: int) -> tuple[list[TaskCreated], Batch]:
     ]
     for event in events:
         assert run.queue.put(event, time.time_ns())
-    return events, build_batch(run.queue.take(), "platform")
+    return events, build_batch(*run.queue.take(), "platform")
 
 
 def outcome(run: Run) -> tuple[int, int, int, int, int]:

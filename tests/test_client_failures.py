@@ -213,7 +213,7 @@ def batch_of(queue: EventQueue, stamps: list[int]) -> Batch:
     """One event per clock reading (``time.time_ns()`` form), queued, taken and built."""
     for i, stamp in enumerate(stamps):
         assert queue.put(task(i), stamp)
-    return build_batch(queue.take(), "platform")
+    return build_batch(*queue.take(), "platform")
 
 
 def test_rows_already_in_the_table_count_as_written_not_failed(events_url: str) -> None:

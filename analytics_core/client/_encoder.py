@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeAlias
 
-from analytics_core.client._queue import Item
+from analytics_core.client._queue import Stamp
 from analytics_core.events import (
     EVENT_TYPES,
     AnalyticsEvent,
@@ -92,8 +92,14 @@ class Batch:
         return len(self.rows) + len(self.rejected)
 
 
-def build_batch(items: Sequence[Item], service: str, batch: Batch | None = None) -> Batch:
-    """The rows for ``items``: timestamps, JSONB documents and fresh event ids.
+def build_batch(
+    events: Sequence[AnalyticsEvent],
+    stamps: Sequence[Stamp],
+    service: str,
+    batch: Batch | None = None,
+) -> Batch:
+    """The rows for ``events`` (``stamps[i]`` is when ``events[i]`` happened): timestamps,
+    JSONB documents and fresh event ids.
 
     This is the per-event work that ``track()`` leaves to the worker. Appends to ``batch``
     when given (and returns it), so a batch can be built in slices. Never raises: an event
@@ -101,13 +107,13 @@ def build_batch(items: Sequence[Item], service: str, batch: Batch | None = None)
     """
     if batch is None:
         batch = Batch()
-    events = batch.events
+    built = batch.events
     rows = batch.rows
     service_field = _text_field(service)
     type_fields = _EVENT_TYPE_FIELDS
     payload = event_payload_bytes
     join = b"".join
-    for (event, stamp), event_id in zip(items, new_event_ids(len(items)), strict=True):
+    for event, stamp, event_id in zip(events, stamps, new_event_ids(len(events)), strict=True):
         try:
             # Field values live in the instance __dict__. Not getattr(event, "user_id", None):
             # for a model without the field, pydantic builds an AttributeError to say so,
@@ -137,7 +143,7 @@ def build_batch(items: Sequence[Item], service: str, batch: Batch | None = None)
         except Exception as exc:
             batch.rejected.append((event, exc))
             continue
-        events.append(event)
+        built.append(event)
         rows.append(row)
     return batch
 

@@ -25,12 +25,13 @@ from analytics_core.client._log import logger
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import ClientStats
 
-__all__ = ["EventQueue", "Item", "LocalIntake", "Stamp"]
+__all__ = ["Chunk", "EventQueue", "LocalIntake", "Stamp"]
 
 Stamp: TypeAlias = int | datetime
 """When an event happened: ``time.time_ns()`` read by ``track()``, or the caller's datetime."""
 
-Item: TypeAlias = tuple[AnalyticsEvent, Stamp]
+Chunk: TypeAlias = tuple[list[AnalyticsEvent], list[Stamp]]
+"""Events in the order they were tracked, and each one's stamp at the same position."""
 
 
 class EventQueue:
@@ -48,10 +49,10 @@ class EventQueue:
         "_dropped_closed",
         "_dropped_full",
         "_dropped_shutdown",
+        "_events",
         "_failed",
         "_flush_upto",
         "_full",
-        "_items",
         "_last_error",
         "_lock",
         "_max_size",
@@ -60,6 +61,7 @@ class EventQueue:
         "_retried",
         "_sealed",
         "_settled",
+        "_stamps",
         "_written",
         "wake",
     )
@@ -69,11 +71,14 @@ class EventQueue:
         self._settled = threading.Condition(self._lock)
         #: Set when a batch is full, a flush is requested or intake closes.
         self.wake = threading.Event()
-        # The intake: full batches (exactly batch_size items each, oldest first), then the
+        # The intake: full batches (exactly batch_size events each, oldest first), then the
         # one being filled. Handing out a batch is then O(1) however long the backlog, and
         # no list of the whole backlog is ever copied or freed in one go (with the GIL held).
-        self._full: deque[list[Item]] = deque()
-        self._items: list[Item] = []
+        # Events and stamps go in two lists rather than as pairs: track() then allocates no
+        # object the garbage collector tracks, and pending events add none for it to visit.
+        self._full: deque[Chunk] = deque()
+        self._events: list[AnalyticsEvent] = []
+        self._stamps: list[Stamp] = []
         self._max_size = max_size
         # Room for pending events; 0 once closed, so one comparison decides in put().
         self._capacity = max_size
@@ -100,12 +105,14 @@ class EventQueue:
             self._accepted += 1
             if self._pending < self._capacity:
                 self._pending += 1
-                items = self._items
-                items.append((event, stamp))
-                if len(items) != self._batch_size:
+                events = self._events
+                events.append(event)
+                self._stamps.append(stamp)
+                if len(events) != self._batch_size:
                     return True
-                self._full.append(items)
-                self._items = []
+                self._full.append((events, self._stamps))
+                self._events = []
+                self._stamps = []
             else:
                 if self._capacity:
                     self._dropped_full += 1
@@ -118,19 +125,21 @@ class EventQueue:
 
     # --- The worker ----------------------------------------------------------------------------
 
-    def take(self, partial: bool = True) -> list[Item]:
+    def take(self, partial: bool = True) -> Chunk:
         """The oldest ``batch_size`` events of the intake, else (``partial``) all there are.
 
-        Empty when there are none (or, without ``partial``, fewer than ``batch_size``). The
-        events stay pending until settled.
+        No events when there are none (or, without ``partial``, fewer than ``batch_size``).
+        The events stay pending until settled.
         """
         with self._lock:
             if self._full:
                 return self._full.popleft()
-            if not partial:
-                return []
-            items, self._items = self._items, []
-        return items
+            if not partial or not self._events:
+                return [], []
+            chunk = self._events, self._stamps
+            self._events = []
+            self._stamps = []
+        return chunk
 
     def has_full_batch(self) -> bool:
         """True when at least ``batch_size`` events wait in the intake."""
@@ -138,7 +147,7 @@ class EventQueue:
 
     def size(self) -> int:
         """How many events wait in the intake (not yet taken); exact once intake is closed."""
-        return len(self._full) * self._batch_size + len(self._items)
+        return len(self._full) * self._batch_size + len(self._events)
 
     @property
     def flush_upto(self) -> int:
@@ -209,7 +218,8 @@ class EventQueue:
             self._resolved += count
             self._pending = 0
             self._full = deque()
-            self._items = []
+            self._events = []
+            self._stamps = []
             self._capacity = 0
             self._sealed = True
             self._settled.notify_all()

@@ -27,7 +27,8 @@ from analytics_core.client._connection import EventsConnection
 from analytics_core.client._delivery import Delivery
 from analytics_core.client._encoder import Batch, build_batch
 from analytics_core.client._log import Throttle, logger
-from analytics_core.client._queue import EventQueue, Item
+from analytics_core.client._queue import EventQueue, Stamp
+from analytics_core.events import AnalyticsEvent
 
 __all__ = ["Worker"]
 
@@ -229,17 +230,20 @@ class Worker:
                 next_due = now + interval
             # Full batches while there are any; then, if due, what is left (a partial batch
             # ends the round, so a busy producer cannot keep it taking small ones).
-            while chunk := queue.take(partial):
-                if not self._hand_over(self._build(chunk)):
+            while True:
+                events, stamps = queue.take(partial)
+                if not events:
+                    break
+                if not self._hand_over(self._build(events, stamps)):
                     return
-                emitted += len(chunk)
-                if len(chunk) < size:
+                emitted += len(events)
+                if len(events) < size:
                     break
             self._housekeeping()
             if closing and not queue.size():
                 return
 
-    def _build(self, items: list[Item]) -> Batch:
+    def _build(self, events: list[AnalyticsEvent], stamps: list[Stamp]) -> Batch:
         """``build_batch`` in slices, letting other threads have the GIL between them.
 
         A thread waiting for the GIL gets it only when the holder blocks or, failing that,
@@ -248,12 +252,13 @@ class Worker:
         """
         service = self._config.service
         batch = Batch()
-        for start in range(0, len(items), _SLICE_ROWS):
+        for start in range(0, len(events), _SLICE_ROWS):
             if start:
                 time.sleep(0)
                 if self._abort.is_set():
                     break  # not handed over: the client gave up
-            build_batch(items[start : start + _SLICE_ROWS], service, batch)
+            end = start + _SLICE_ROWS
+            build_batch(events[start:end], stamps[start:end], service, batch)
         return batch
 
     def _hand_over(self, batch: Batch) -> bool:
