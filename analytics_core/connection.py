@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -48,18 +48,21 @@ READ_LOCK_TIMEOUT = timedelta(seconds=5)
 _SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
 
 
-def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """Return the URL from ``explicit``, else ``DATABASE_URL``, else ``PLATFORM_DATABASE_URL``.
+def resolve_database_url(
+    explicit: str | None,
+    environ: Mapping[str, str] | None = None,
+    names: Sequence[str] = ENV_VARS,
+) -> str:
+    """Return the URL from ``explicit``, else from the first of the environment variables
+    ``names`` that is set (by default ``DATABASE_URL``, then ``PLATFORM_DATABASE_URL``).
 
     Raises MissingDatabaseUrl when none is set and DatabaseUrlError (a ValueError) for a URL
     that is not a PostgreSQL URL; the message shows it with the password masked.
     """
     env = os.environ if environ is None else environ
-    url = explicit or next((env[name] for name in ENV_VARS if env.get(name)), None)
+    url = explicit or next((env[name] for name in names if env.get(name)), None)
     if not url:
-        raise MissingDatabaseUrl(
-            "no database URL: pass --database-url or set DATABASE_URL (or PLATFORM_DATABASE_URL)"
-        )
+        raise MissingDatabaseUrl(f"no database URL: pass --database-url or set {_either(names)}")
     if not _is_keyword_dsn(url) and urlsplit(url).scheme.lower() not in _SCHEMES:
         raise DatabaseUrlError(
             f"not a PostgreSQL URL: {mask_password(url)} "
@@ -68,6 +71,12 @@ def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None
         )
     conninfo(url)  # DatabaseUrlError, without echoing the URL, when it could never connect
     return url
+
+
+def _either(names: Sequence[str]) -> str:
+    """``A`` / ``A (or B)`` / ``A (or B, or C)``: the variables in the order they are read."""
+    first, *rest = names
+    return first + (f" (or {', or '.join(rest)})" if rest else "")
 
 
 def _is_keyword_dsn(dsn: str) -> bool:

@@ -73,7 +73,9 @@ def wait_for_replay(
     lags longer (it is then not streaming: see its server.log).
     """
     with psycopg.connect(primary_url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S) as p:
-        row = p.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        # The insert position: with synchronous_commit = off (the engine's setting) the last
+        # commits may not be written out yet, and the write position would miss them.
+        row = p.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     assert row is not None
     target: str = row[0]
     deadline = time.monotonic() + timeout_s

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from analytics_core.connection import resolve_database_url
+from analytics_core.connection import ENV_VARS, resolve_database_url
 
 EXIT_ERROR = 2
 
@@ -34,10 +35,11 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-def resolve_url(explicit: str | None) -> str:
-    """The URL from the option or the environment; exits 2 with the reason when there is none."""
+def resolve_url(explicit: str | None, names: Sequence[str] = ENV_VARS) -> str:
+    """The URL from the option, else from the first of the environment variables ``names``
+    that is set; exits 2 with the reason when there is none."""
     try:
-        return resolve_database_url(explicit)
+        return resolve_database_url(explicit, names=names)
     except ValueError as error:
         fail(str(error))
 

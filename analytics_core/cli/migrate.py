@@ -21,7 +21,6 @@ from analytics_core import migrate
 from analytics_core.cli._command_line import (
     EXIT_ERROR,
     AsJson,
-    DatabaseUrl,
     err,
     fail,
     out,
@@ -31,6 +30,7 @@ from analytics_core.cli._command_line import (
 from analytics_core.connection import read_transaction, scrub
 from analytics_core.errors import AnalyticsCoreError
 from analytics_core.migrate import DriftDetected, Edition, PendingPreDeploy, Phase
+from analytics_core.migrate.dsn import MIGRATE_ENV_VARS
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
 _LOCK_WAIT_SECONDS = DEFAULT_LOCK_WAIT.total_seconds()
@@ -55,13 +55,26 @@ getting done (failing, overdue or paused without `maintain`).
 app = typer.Typer(
     name="analytics-migrate",
     help="Apply and inspect the analytics-core TimescaleDB schema.\n\n"
-    "The database comes from --database-url, else DATABASE_URL, else PLATFORM_DATABASE_URL.\n"
-    + EXIT_CODES,
+    "The database comes from --database-url, else ANALYTICS_MIGRATE_DATABASE_URL, else "
+    "DATABASE_URL, else PLATFORM_DATABASE_URL. Migrations need one server session: behind "
+    "PgBouncer, give them a direct or session-pooled URL (ANALYTICS_MIGRATE_DATABASE_URL); "
+    "through transaction pooling they are refused (exit 2). status and dry-run work through "
+    "any pool mode and on a hot standby.\n" + EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
+
+MigrateDatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: $ANALYTICS_MIGRATE_DATABASE_URL, then $DATABASE_URL, "
+        "then $PLATFORM_DATABASE_URL). Direct or session-pooled for all, pre, post and repair.",
+        show_default=False,
+    ),
+]
 
 LockWait = Annotated[
     float,
@@ -115,7 +128,7 @@ def _apply(
     allow_drift: bool,
     as_json: bool,
 ) -> None:
-    url = resolve_url(url_option)
+    url = resolve_url(url_option, MIGRATE_ENV_VARS)
     with _errors(url), _progress(enabled=not as_json) as report:
         result = migrate.apply(
             url,
@@ -158,7 +171,7 @@ def _progress(enabled: bool) -> Iterator[migrate.runner.Progress | None]:
 
 @app.command("all")
 def all_(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
@@ -177,7 +190,7 @@ def all_(
 
 @app.command()
 def pre(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
@@ -196,7 +209,7 @@ def pre(
 
 @app.command()
 def post(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
@@ -218,7 +231,7 @@ def post(
 
 @app.command()
 def status(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     as_json: AsJson = False,
     check_jobs: Annotated[
         bool,
@@ -232,7 +245,7 @@ def status(
     """Applied and pending migrations, edition, features, schema drift, chunks, job health and
     aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error or a
     server a deploy would refuse (3 with --check-jobs: jobs unhealthy)."""
-    url = resolve_url(database_url)
+    url = resolve_url(database_url, MIGRATE_ENV_VARS)
     with _errors(url), migrate.connect(url) as conn, read_transaction(conn):
         report = migrate.read_status(conn)
     if as_json:
@@ -250,7 +263,7 @@ def status(
 
 @app.command("dry-run")
 def dry_run(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     edition: Annotated[
         Edition | None,
         typer.Option(
@@ -265,7 +278,7 @@ def dry_run(
     transaction. Changes nothing; works on a read-only connection."""
     url = None
     if edition is None or database_url or _env_has_url():
-        url = resolve_url(database_url)
+        url = resolve_url(database_url, MIGRATE_ENV_VARS)
     with _errors(url):
         result = migrate.dry_run(url, edition)
     if as_json:
@@ -288,7 +301,7 @@ def dry_run(
 
 def _env_has_url() -> bool:
     try:
-        migrate.resolve_database_url(None)
+        migrate.resolve_database_url(None, names=MIGRATE_ENV_VARS)
     except ValueError:
         return False
     return True
@@ -307,7 +320,7 @@ JobWait = Annotated[
 
 @app.command()
 def maintain(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     job_wait: JobWait = _JOB_WAIT_SECONDS,
     as_json: AsJson = False,
 ) -> None:
@@ -315,7 +328,7 @@ def maintain(
     for, or leaving, a job the scheduler is running). Apache edition: refresh the fallback
     materialized views and drop chunks past retention. Exit 2 when any task failed (the
     others still ran)."""
-    url = resolve_url(database_url)
+    url = resolve_url(database_url, MIGRATE_ENV_VARS)
     with _errors(url), migrate.connect(url) as conn:
         result = migrate.maintain(
             conn,
@@ -337,7 +350,7 @@ def maintain(
 
 @app.command()
 def repair(
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     as_json: AsJson = False,
@@ -346,7 +359,7 @@ def repair(
     aggregates of the wrong kind (and backfill them), set missing or altered compression and
     policies. A no-op without drift; safe to rerun. Exit 1 when drift remains that it cannot
     fix, 2 when a step failed."""
-    url = resolve_url(database_url)
+    url = resolve_url(database_url, MIGRATE_ENV_VARS)
     with _errors(url), _progress(enabled=not as_json) as report:
         result = migrate.repair(
             url,

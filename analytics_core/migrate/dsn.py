@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from analytics_core.connection import (
@@ -17,6 +18,7 @@ from analytics_core.errors import MissingDatabaseUrl
 
 __all__ = [
     "ENV_VARS",
+    "MIGRATE_ENV_VARS",
     "MissingDatabaseUrl",
     "libpq_url",
     "mask_password",
@@ -24,6 +26,10 @@ __all__ = [
     "scrub",
     "yoyo_url",
 ]
+
+#: Where ``analytics-migrate`` looks for its URL when none is given, in order: a URL of its
+#: own first, so that migrations can bypass a transaction pooler the application goes through.
+MIGRATE_ENV_VARS: Final = ("ANALYTICS_MIGRATE_DATABASE_URL", *ENV_VARS)
 
 
 def yoyo_url(url: str, lock_timeout: timedelta | None = None) -> str:

@@ -5,9 +5,11 @@ yoyo keeps the ledger (``_yoyo_migration``) and applies each migration in its ow
 deploy needs:
 
 * a PostgreSQL advisory lock, so concurrent deploys apply each migration exactly once; unlike
-  yoyo's lock row it dies with the session, so a killed deploy never leaves the schema locked;
+  yoyo's lock row it dies with the session, so a killed deploy never leaves the schema locked
+  (:mod:`analytics_core.migrate.pooling`: refused through a transaction pooler);
 * ``lock_timeout`` on the DDL connection, so a migration that would queue behind a long
-  transaction fails fast instead of stalling every writer queued behind it;
+  transaction fails fast instead of stalling every writer queued behind it (set in SQL on
+  yoyo's connections: PgBouncer refuses it as a startup parameter);
 * a checksum per applied file, so ``status`` can report a file edited after it was applied;
 * preflight checks, edition-aware rendering and progress reporting.
 """
@@ -19,8 +21,7 @@ import io
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,9 +29,12 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from yoyo import get_backend, read_migrations
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import parse_uri
 
 from analytics_core import connection
+from analytics_core.errors import ConnectionFailed
 from analytics_core.migrate.drift import check_schema
 from analytics_core.migrate.dsn import yoyo_url
 from analytics_core.migrate.edition import (
@@ -44,13 +48,18 @@ from analytics_core.migrate.edition import (
 )
 from analytics_core.migrate.errors import (
     DriftDetected,
-    LockTimeout,
     MigrateError,
     MigrationFailed,
     PendingPreDeploy,
     PreflightError,
 )
 from analytics_core.migrate.ledger import CHECKSUM_TABLE, Ledger, read_ledger
+from analytics_core.migrate.pooling import (
+    ADVISORY_LOCK_KEY,
+    SessionPoolingRequired,
+    deploy_lock,
+    explain_startup_parameter,
+)
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations, write_rendered
 
 __all__ = [
@@ -60,8 +69,10 @@ __all__ = [
     "DryRun",
     "PlannedMigration",
     "Progress",
+    "SessionPoolingRequired",
     "apply",
     "connect",
+    "deploy_lock",
     "dry_run",
     "inspect_url",
     "plan",
@@ -72,11 +83,8 @@ DEFAULT_LOCK_WAIT = timedelta(minutes=5)
 #: How long one DDL statement may wait for a table lock (held by ingestion or a long query).
 DEFAULT_DDL_LOCK_TIMEOUT = timedelta(seconds=10)
 
-
-# Any constant works as long as every deploy uses the same one: 'analytics' as ASCII.
-_ADVISORY_LOCK_KEY = 0x616E616C79746963
-
-_LOCK_NOT_AVAILABLE = "55P03"
+# The lock's key, under its old name (tests take the lock as another deploy would).
+_ADVISORY_LOCK_KEY = ADVISORY_LOCK_KEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +151,16 @@ def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
 
     Reads (``status``, ``dry-run``) go through :func:`analytics_core.connection.
     read_transaction`: read-only, each statement and lock wait bounded, so a deploy gate
-    never hangs behind a long transaction on the events table.
+    never hangs behind a long transaction on the events table. A PgBouncer that refuses a
+    startup parameter of the URL gets a ConnectionFailed that says what to change.
     """
-    return connection.connect(url, application_name="analytics-migrate", timeout=timeout)
+    try:
+        return connection.connect(url, application_name="analytics-migrate", timeout=timeout)
+    except ConnectionFailed as error:
+        advice = explain_startup_parameter(str(error))
+        if advice is None:
+            raise
+        raise ConnectionFailed(f"cannot connect to the database: {advice}") from None
 
 
 def plan(
@@ -210,8 +225,9 @@ def apply(
     Raises PreflightError before changing anything when the server cannot run the schema,
     PendingPreDeploy when POST is asked for alone while PRE migrations are pending,
     DriftDetected (unless ``allow_drift``) when an applied file was edited or is missing or
-    the schema differs from what the applied migrations build, LockTimeout, MigrationFailed
-    (earlier migrations stay applied) or ConnectionFailed.
+    the schema differs from what the applied migrations build, LockTimeout,
+    SessionPoolingRequired (through a transaction pooler, before applying anything),
+    MigrationFailed (earlier migrations stay applied) or ConnectionFailed.
     """
     files = migrations or load_migrations()
     with connect(url) as conn:
@@ -308,29 +324,6 @@ def _edition_for(phase: Phase, files: list[MigrationFile], server: ServerInfo) -
     return Edition.COMMUNITY  # renders the same for both: the files hold no edition tags
 
 
-@contextmanager
-def deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[None]:
-    """Hold the deploy lock (a session advisory lock) for the block; LockTimeout after ``wait``."""
-    conn.execute(sql.SQL("SET lock_timeout = {}").format(milliseconds(wait)))
-    try:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_KEY,))
-    except psycopg.errors.LockNotAvailable:
-        raise LockTimeout(
-            f"another deploy held the migration lock for more than {wait.total_seconds():g} s; "
-            "retry when it has finished, or raise --lock-wait"
-        ) from None
-    finally:
-        conn.execute("RESET lock_timeout")
-    try:
-        yield
-    finally:
-        # A session that is gone (the server crashed or restarted) took the lock with it,
-        # and unlocking it would raise over the error that says which migration failed.
-        if not conn.closed and not conn.broken:
-            with contextlib.suppress(psycopg.OperationalError):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
-
-
 def milliseconds(duration: timedelta) -> sql.Literal:
     """``duration`` as a literal for ``SET lock_timeout`` and the like (at least 1 ms)."""
     return sql.Literal(f"{max(1, round(duration.total_seconds() * 1000))}ms")
@@ -348,10 +341,10 @@ def _apply_phase(
     by_id = {migration.id: migration for migration in files}
     with tempfile.TemporaryDirectory(prefix="analytics-migrate-") as rendered:
         write_rendered(files, edition, Path(rendered))
-        # yoyo opens a fresh connection per migration, so the timeout travels in the URL.
-        backend = get_backend(yoyo_url(url, lock_timeout=ddl_lock_timeout))
+        backend = _yoyo_backend(url, ddl_lock_timeout)
         try:
             try:
+                backend.init_database()
                 # We hold the advisory lock, so a yoyo lock row can only be left by a deploy
                 # that was killed while holding it.
                 backend.break_lock()
@@ -370,6 +363,40 @@ def _apply_phase(
             return applied
         finally:
             backend.connection.close()
+
+
+class _TimeoutBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]  # yoyo is untyped
+    """yoyo's psycopg 3 backend, with ``lock_timeout`` set on each connection it opens (one
+    per migration) and no prepared statements: a session-pooled PgBouncer refuses the
+    timeout as a startup parameter (``options``), and the session is ours alone, so setting
+    it on the session is safe; it ends with the connection."""
+
+    lock_timeout_ms = 0
+
+    def connect(self, dburi: Any) -> Any:
+        conn = super().connect(dburi)
+        conn.prepare_threshold = None
+        return conn
+
+    def init_connection(self, connection: Any) -> None:
+        super().init_connection(connection)
+        connection.execute(
+            "SELECT set_config('lock_timeout', %s, false)", (f"{self.lock_timeout_ms}ms",)
+        )
+
+
+def _yoyo_backend(url: str, lock_timeout: timedelta) -> Any:
+    millis = max(1, round(lock_timeout.total_seconds() * 1000))
+    backend_class = type("_Backend", (_TimeoutBackend,), {"lock_timeout_ms": millis})
+    try:
+        backend = backend_class(parse_uri(yoyo_url(url)), "_yoyo_migration")
+    except psycopg.Error as error:
+        message = connection.scrub(str(error).strip(), url)
+        advice = explain_startup_parameter(message)
+        raise ConnectionFailed(
+            f"cannot connect to the database for the migrations: {advice or message}"
+        ) from None
+    return backend
 
 
 def _apply_one(backend: Any, migration: Any, progress: Progress | None) -> None:
