@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import psycopg
 
+from analytics_core.errors import ConnectionFailed
 from analytics_core.migrate.errors import LockTimeout, MigrateError
 
 __all__ = [
@@ -104,6 +105,7 @@ def deploy_lock(conn: psycopg.Connection[Any], wait: timedelta) -> Iterator[None
     transaction pooler shares it; a second, short connection probes for that). The lock is
     released on the way out, also after an error; through a transaction pooler, if the
     session holding it cannot be reached in a few tries, that server session is ended.
+    Raises ConnectionFailed when the probe cannot connect.
     """
     token = secrets.token_hex(8)
     pid = _take(conn, wait, token)
@@ -163,13 +165,23 @@ def _check_own_session(conn: psycopg.Connection[Any], pid: int, token: str) -> N
 def _probe(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
     """A second connection with ``conn``'s settings: on a transaction pooler with an idle
     pool it is given the server session that ``conn`` used last, which is the lock's."""
-    probe = psycopg.connect(
-        conn.info.dsn,
-        password=conn.info.password,
-        autocommit=True,
-        prepare_threshold=None,
-        connect_timeout=_PROBE_CONNECT_TIMEOUT_S,
-    )
+    password = conn.info.password
+    try:
+        probe = psycopg.connect(
+            conn.info.dsn,
+            password=password,
+            autocommit=True,
+            prepare_threshold=None,
+            connect_timeout=_PROBE_CONNECT_TIMEOUT_S,
+        )
+    except psycopg.Error as error:
+        message = str(error).strip()
+        if password:
+            message = message.replace(password, "***")
+        raise ConnectionFailed(
+            "cannot open a second connection to check that the deploy lock's session is our "
+            f"own (the migrations need two at once): {message}"
+        ) from None
     try:
         yield probe
     finally:
