@@ -253,6 +253,51 @@ def test_a_pool_ended_by_its_with_block_writes_every_event(
         _MP_CLIENT = None
 
 
+# A script as applications write them: the client made at import, a pool in the main block.
+# With spawn and forkserver every worker imports the script again, and so opens its own
+# client before multiprocessing has told it that it is a child.
+POOL_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, uuid
+    from analytics_core import AnalyticsClient
+    from analytics_core.events import TaskCreated
+
+    client = AnalyticsClient(
+        os.environ["DSN"], service="worker", batch_size=1000, flush_interval=3600
+    )
+
+    def work(count):
+        for i in range(count):
+            client.track(TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command="w"))
+        return count
+
+    if __name__ == "__main__":
+        with multiprocessing.get_context(sys.argv[1]).Pool(3) as pool:
+            print(sum(pool.map(work, [50] * 9, chunksize=1)))
+    """
+)
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_a_script_with_its_client_made_at_import_loses_nothing_to_its_pool(
+    events_url: str, start_method: str, tmp_path: Any
+) -> None:
+    script = tmp_path / "pool_script.py"
+    script.write_text(POOL_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, str(script), start_method],
+        env={**os.environ, "DSN": events_url},
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "450\n"), result.stderr
+    assert fetch(events_url, f"SELECT count(*), count(DISTINCT event_id) FROM {EVENTS_TABLE}") == [
+        (450, 450)
+    ]
+
+
 def _track_then_wait(count: int, tracked: Any) -> None:
     assert _MP_CLIENT is not None
     for i in range(count):

@@ -43,7 +43,8 @@ Process exit and signals
       starts with an empty queue, its own worker and connection; events queued in the parent
       are written by the parent only.
     - ``multiprocessing`` children, whatever the start method (a client inherited through
-      fork, or opened in the child, e.g. by a ``Pool`` initializer): closed when they end
+      fork, or opened in the child: by a ``Pool`` initializer, or at the import of the main
+      module that spawn and forkserver children repeat): closed when they end
       normally (``pool.close(); pool.join()``, a ``Process`` whose target returns), and when
       multiprocessing terminates them with SIGTERM (``with Pool() as pool:``, whose exit
       calls ``terminate()``; ``Process.terminate()``), as long as SIGTERM has its default

@@ -9,7 +9,8 @@
 - **Exit.** An ``atexit`` hook closes every open client, each within its ``shutdown_timeout``
   (all at once, so the total is the longest one, not the sum).
 - **multiprocessing children** (any start method; with fork, from a client inherited; with
-  spawn or forkserver, from one opened in the child, e.g. by a pool's initializer): they
+  spawn or forkserver, from one opened in the child: by a pool's initializer, or as the
+  child imports the main module again, which makes a module-level client): they
   leave through ``os._exit``, which skips ``atexit``, so the same hook is armed as a
   multiprocessing finalizer. And multiprocessing ends them with SIGTERM (``Pool.terminate()``,
   which ``with Pool()`` calls, ``Process.terminate()``), whose default action kills at once:
@@ -30,10 +31,13 @@ import threading
 import time
 import weakref
 from types import FrameType
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from analytics_core.client._connection import EventsConnection
 from analytics_core.client._log import logger
+
+if TYPE_CHECKING:
+    from multiprocessing.util import Finalize
 
 __all__ = ["forget_client", "register_client", "register_connection"]
 
@@ -58,10 +62,12 @@ class _Anchor:
 
 
 _ANCHOR: Final = _Anchor()
-# The process whose exit and SIGTERM are armed (a forked child must arm its own), and whether
-# _after_fork_in_child is running (it arms through multiprocessing's after-fork hook instead).
-_armed_pid = 0
+# Whether _after_fork_in_child is running (it arms through multiprocessing's start hook).
 _in_fork_hook = False
+# The process that asked multiprocessing to arm it should it be a child (see register_client).
+_watched_pid = 0
+# The exit finalizer armed in this process (a child clears the finalizers it inherits).
+_exit_finalizer: Finalize | None = None
 
 
 def register_client(client: _Client) -> None:
@@ -70,8 +76,13 @@ def register_client(client: _Client) -> None:
     In a multiprocessing child, also arm its exit and SIGTERM (see the module docstring).
     """
     _clients.add(client)
-    if not _in_fork_hook and _parent_process_is_multiprocessing():
+    if _in_fork_hook:
+        return  # _after_fork_in_child arms the child
+    if _is_multiprocessing_child():
         _arm_multiprocessing_child()
+    # Should this process turn out to be (or later fork) a multiprocessing child, as it
+    # starts; the only way for a fork or forkserver child, which clear the finalizers above.
+    _arm_at_multiprocessing_start()
 
 
 def forget_client(client: _Client) -> None:
@@ -99,31 +110,49 @@ def _after_fork_in_child() -> None:
                 _clients.discard(client)  # closed (or closing) in the parent
     finally:
         _in_fork_hook = False
+    if _clients:
+        _arm_at_multiprocessing_start()
+
+
+def _is_multiprocessing_child() -> bool:
+    """True in a multiprocessing child, or one still importing the main module (spawn,
+    forkserver), when multiprocessing has not yet told it its parent."""
+    mp_process = sys.modules.get("multiprocessing.process")
+    if mp_process is None:
+        return False
+    return mp_process.parent_process() is not None or bool(
+        getattr(mp_process.current_process(), "_inheriting", False)
+    )
+
+
+def _arm_at_multiprocessing_start() -> None:
+    """Arm this process's multiprocessing children as they start; once per process."""
+    global _watched_pid  # noqa: PLW0603 - one registration per process
     # Only if the application uses multiprocessing: importing it here would cost every user.
     mp_util = sys.modules.get("multiprocessing.util")
-    if _clients and mp_util is not None:
-        # Runs in a multiprocessing child after it clears the finalizers it inherited, on
-        # its main thread; not at all in other children.
-        mp_util.register_after_fork(_ANCHOR, _arm_after_multiprocessing_fork)
+    if mp_util is None or _watched_pid == os.getpid():
+        return
+    _watched_pid = os.getpid()
+    # Runs as a fork or forkserver child starts, on its main thread, after it cleared the
+    # finalizers it inherited; never in other processes (nor in spawn children, which the
+    # checks of register_client find).
+    mp_util.register_after_fork(_ANCHOR, _arm_after_multiprocessing_start)
 
 
-def _parent_process_is_multiprocessing() -> bool:
-    mp_process = sys.modules.get("multiprocessing.process")
-    return mp_process is not None and mp_process.parent_process() is not None
-
-
-def _arm_after_multiprocessing_fork(_anchor: _Anchor) -> None:
+def _arm_after_multiprocessing_start(_anchor: _Anchor) -> None:
     _arm_multiprocessing_child()
 
 
 def _arm_multiprocessing_child() -> None:
-    """Close the clients when this multiprocessing child exits or is sent SIGTERM; once."""
-    global _armed_pid  # noqa: PLW0603 - one process, armed once
-    if _armed_pid == os.getpid():
-        return
-    _armed_pid = os.getpid()
+    """Close the clients when this multiprocessing child exits or is sent SIGTERM.
+
+    Idempotent: the finalizer is registered again only if the child cleared it, and SIGTERM
+    taken only while it has its default action.
+    """
+    global _exit_finalizer  # noqa: PLW0603 - one per process
     mp_util = importlib.import_module("multiprocessing.util")
-    mp_util.Finalize(None, _close_all_at_exit, exitpriority=0)
+    if _exit_finalizer is None or not _exit_finalizer.still_active():
+        _exit_finalizer = mp_util.Finalize(None, _close_all_at_exit, exitpriority=0)
     # signal.signal works on the main thread only (after a fork, the forking thread is it).
     if (
         threading.current_thread() is threading.main_thread()
