@@ -208,8 +208,15 @@ def _run_step(conn: psycopg.Connection[Any], step: RepairStep, lock_timeout: tim
                 for statement in step.statements:
                     conn.execute(statement)
         else:
-            for statement in step.statements:
-                conn.execute(statement)
+            # A refresh cannot run in a transaction block, so its bound is the session's,
+            # for as long as the step runs (repair refuses transaction poolers).
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(milliseconds(lock_timeout)))
+            try:
+                for statement in step.statements:
+                    conn.execute(statement)
+            finally:
+                if not conn.broken:
+                    conn.execute("RESET lock_timeout")
     except psycopg.Error as error:
         if conn.broken:
             raise
