@@ -80,8 +80,9 @@ def register_client(client: _Client) -> None:
         return  # _after_fork_in_child arms the child
     if _is_multiprocessing_child():
         _arm_multiprocessing_child()
-    # Should this process turn out to be (or later fork) a multiprocessing child, as it
-    # starts; the only way for a fork or forkserver child, which clear the finalizers above.
+    # A fork or forkserver child clears the finalizers it inherits as it starts: it is armed
+    # by the hook multiprocessing runs after that (children of this process, which inherit
+    # the client through fork; and this one, if a forkserver child importing the main module).
     _arm_at_multiprocessing_start()
 
 
@@ -172,9 +173,13 @@ def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
     # A second SIGTERM ends the process at once, as does the one sent when closing is done.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # Not a daemon: if the main thread ends first, the interpreter waits for this one.
-    threading.Thread(
+    closing = threading.Thread(
         target=_close_all_then_end, args=(signum,), name="analytics-core-sigterm"
-    ).start()
+    )
+    try:
+        closing.start()
+    except RuntimeError:  # the interpreter is shutting down: no thread any more
+        os.kill(os.getpid(), signum)
 
 
 def _close_all_then_end(signum: int) -> None:
