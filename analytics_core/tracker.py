@@ -53,7 +53,9 @@ class ClientStats:
     - ``batches``: COPY statements that committed.
     - ``queue_depth``: events accepted but not yet written, failed or dropped (the bound of
       ``max_queue_size`` applies to this number, in-flight batches included).
-    - ``last_error``: the most recent write error as ``"SQLSTATE Class: message"``, or None.
+    - ``last_error``: the error behind current trouble, as ``"SQLSTATE Class: message"``: a
+      retried attempt's, or the latest batch's last rejected row's; None once a batch is
+      written cleanly (and before any error).
 
     Always ``accepted == written + failed + dropped + queue_depth``; at rest
     ``queue_depth == 0``.

@@ -37,6 +37,10 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- Writers creating a chunk update the catalog rows a GRANT updates ("tuple concurrently
+    -- updated"): hold inserts back for this short transaction (lock_timeout bounds the wait).
+    LOCK TABLE analytics_events IN SHARE ROW EXCLUSIVE MODE;
+
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'analytics_writer') THEN
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO analytics_writer', current_schema());
         GRANT INSERT ON analytics_events TO analytics_writer;
