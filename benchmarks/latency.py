@@ -16,22 +16,30 @@ sharing the GIL and the CPUs with the caller. That is the realistic case.
 - **Open loop at 50 % of the sustained rate**, as context: a load the client can keep up
   with, where the worker is busy only part of the time.
 
+- **Threads, collector on**: ``latency_threads`` producer threads each make
+  ``latency_thread_calls`` back-to-back timed calls at once, with the collector enabled and
+  ``latency_heap_objects`` extra GC-tracked objects alive, so a full collection costs what it
+  costs in a big application. ``gc.callbacks`` time every collection: the longest pause and
+  the number of full (generation 2) collections are reported per side. This is the tail
+  that collector pauses add to ``track()`` under many threads.
+
 The client is flushed before every sample, so each starts with an idle worker; each
-repetition alternates which side goes first. The collector is kept out of timed loops, as
-``timeit`` does (see ``_no_gc``).
+repetition alternates which side goes first. Except in the threaded sample, the collector is
+kept out of timed loops, as ``timeit`` does (see ``_no_gc``).
 """
 
 from __future__ import annotations
 
 import gc
 import inspect
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from queue import SimpleQueue
-from typing import Final
+from typing import Any, Final
 
 from analytics_core import AnalyticsClient, ClientStats
 from analytics_core.events import AnalyticsEvent
@@ -39,7 +47,15 @@ from analytics_core.sample import sample_events
 from benchmarks.figures import Percentiles, Spread, percentiles
 from benchmarks.settings import Settings
 
-__all__ = ["LOADS", "TARGET_P50_NS", "TARGET_P99_NS", "LatencyResult", "LoopResult", "run"]
+__all__ = [
+    "LOADS",
+    "TARGET_P50_NS",
+    "TARGET_P99_NS",
+    "LatencyResult",
+    "LoopResult",
+    "ThreadedResult",
+    "run",
+]
 
 #: At ``LOADS[0]`` (50 %) of the maximum rate, track()'s p50 and p99 must be within these.
 TARGET_P50_NS: Final = 1_000
@@ -79,6 +95,29 @@ class LoopResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadedSide:
+    """One side of the threaded sample, all repetitions pooled."""
+
+    latency: Percentiles
+    #: The longest collection (any generation) seen during its samples, in ns.
+    longest_gc_pause_ns: int
+    #: Full (generation 2) collections during its samples, all repetitions summed.
+    full_collections: int
+    collections: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadedResult:
+    """``track()`` from many threads with the collector on and a big heap."""
+
+    threads: int
+    calls_per_thread: int
+    heap_objects: int
+    baseline: ThreadedSide
+    client: ThreadedSide
+
+
+@dataclass(frozen=True, slots=True)
 class LatencyResult:
     calls: int
     repetitions: int
@@ -93,6 +132,8 @@ class LatencyResult:
     loaded: tuple[LoopResult, ...]
     #: The open loop at ``SUSTAINED_LOAD`` of the sustained rate.
     sustained: LoopResult
+    #: Many producer threads, collector on, big heap.
+    threaded: ThreadedResult
     client_stats: ClientStats
 
     @property
@@ -162,6 +203,74 @@ def _open_loop(call: Call, pool: Sequence[AnalyticsEvent], calls: int, rate: flo
     return samples
 
 
+class _CollectorClock:
+    """Times every collection through ``gc.callbacks`` while installed.
+
+    On the collecting thread's CPU clock: the collection holds the GIL throughout, but the
+    callbacks are Python code, where the thread may hand the GIL to one of the others and
+    wait for it back, which a wall clock would count as part of the pause.
+    """
+
+    def __init__(self) -> None:
+        self.longest_ns = 0
+        self.full = 0
+        self.count = 0
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.thread_time_ns()
+            return
+        self.longest_ns = max(self.longest_ns, time.thread_time_ns() - self._started)
+        self.count += 1
+        if info["generation"] == 2:
+            self.full += 1
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        gc.callbacks.append(self)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self)
+
+
+def _threaded(
+    call: Call, pool: Sequence[AnalyticsEvent], threads: int, calls: int, clock: _CollectorClock
+) -> list[int]:
+    """``threads`` threads start together and each makes ``calls`` back-to-back timed calls,
+    collector enabled; returns every call's latency. Collects once before starting, so each
+    sample starts from the same heap."""
+    size = len(pool)
+    samples = [[0] * calls for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def produce(index: int) -> None:
+        perf = time.perf_counter_ns
+        mine = samples[index]
+        offset = index * (size // threads)
+        start.wait()
+        for i in range(calls):
+            event = pool[(offset + i) % size]
+            began = perf()
+            call(event)
+            mine[i] = perf() - began
+
+    workers = [
+        threading.Thread(target=produce, args=(index,), name=f"bench-producer-{index}")
+        for index in range(threads)
+    ]
+    if not gc.isenabled():
+        raise RuntimeError("the threaded sample needs the collector enabled")
+    gc.collect()
+    with clock.installed():
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    return [sample for mine in samples for sample in mine]
+
+
 def _pool(settings: Settings) -> list[AnalyticsEvent]:
     start = datetime(2024, 6, 3, tzinfo=UTC)
     # sample_events() yields concrete event models, typed as their base class.
@@ -173,6 +282,52 @@ def _pool(settings: Settings) -> list[AnalyticsEvent]:
     ]
 
 
+def _sides(rep: int) -> tuple[str, str]:
+    """Which side goes first alternates with the repetition."""
+    return ("baseline", "client") if rep % 2 == 0 else ("client", "baseline")
+
+
+def _threaded_sample(
+    track: Call,
+    settle: Callable[[], float],
+    pool: Sequence[AnalyticsEvent],
+    settings: Settings,
+    log: Callable[[str], None],
+) -> ThreadedResult:
+    """The threaded sample, both sides interleaved, with the extra heap alive throughout."""
+    threads = settings.latency_threads
+    calls = settings.latency_thread_calls
+    reps = settings.latency_repetitions
+    pooled: dict[str, list[int]] = {"baseline": [], "client": []}
+    clocks = {"baseline": _CollectorClock(), "client": _CollectorClock()}
+    # Small lists: always tracked by the collector, so every full collection scans them.
+    heap = [[index] for index in range(settings.latency_heap_objects)]
+    for rep in range(reps):
+        log(
+            f"latency: {threads} threads, collector on, {len(heap):,} extra objects, "
+            f"repetition {rep + 1}/{reps}"
+        )
+        for side in _sides(rep):
+            settle()
+            call = track if side == "client" else _baseline()
+            pooled[side] += _threaded(call, pool, threads, calls, clocks[side])
+            # The baseline's queue holds every call's tuple: free it before the next sample.
+            del call
+    del heap
+
+    def side_result(side: str) -> ThreadedSide:
+        clock = clocks[side]
+        return ThreadedSide(percentiles(pooled[side]), clock.longest_ns, clock.full, clock.count)
+
+    return ThreadedResult(
+        threads=threads,
+        calls_per_thread=calls,
+        heap_objects=settings.latency_heap_objects,
+        baseline=side_result("baseline"),
+        client=side_result("client"),
+    )
+
+
 def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResult:
     """Run the latency benchmark against the migrated database at ``url``."""
     pool = _pool(settings)
@@ -180,7 +335,9 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResu
     reps = settings.latency_repetitions
     # Every call of every client sample fits, so none is dropped: the closed loop, each
     # load, and the sustained-rate context (at most ``calls`` calls each).
+    # And every call of the threaded sample.
     capacity = calls * reps * (1 + len(LOADS) + 1)
+    capacity += settings.latency_threads * settings.latency_thread_calls * reps
     client = AnalyticsClient(url, service=SERVICE, batch_size=BATCH_SIZE, max_queue_size=capacity)
     track: Call = client.track
 
@@ -191,16 +348,13 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResu
             raise RuntimeError(f"the client did not drain in {_FLUSH_TIMEOUT_S:.0f} s")
         return time.perf_counter() - began
 
-    def sides(rep: int) -> tuple[str, str]:
-        return ("baseline", "client") if rep % 2 == 0 else ("client", "baseline")
-
     try:
         closed: dict[str, list[int]] = {"baseline": [], "client": []}
         rates: dict[str, list[float]] = {"baseline": [], "client": []}
         sustained_rates: list[float] = []
         for rep in range(reps):
             log(f"latency: closed loop, repetition {rep + 1}/{reps}")
-            for side in sides(rep):
+            for side in _sides(rep):
                 settle()
                 samples, elapsed_ns = _closed_loop(
                     track if side == "client" else _baseline(), pool, calls
@@ -220,7 +374,7 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResu
             pooled: dict[str, list[int]] = {"baseline": [], "client": []}
             for rep in range(reps):
                 log(f"latency: {label}, repetition {rep + 1}/{reps}")
-                for side in sides(rep):
+                for side in _sides(rep):
                     settle()
                     call = track if side == "client" else _baseline()
                     pooled[side] += _open_loop(call, pool, count, rate)
@@ -238,6 +392,8 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResu
             context_rate,
             max(1, min(calls, int(context_rate * SUSTAINED_SECONDS))),
         )
+
+        threaded = _threaded_sample(track, settle, pool, settings, log)
         settle()
     finally:
         client.close(_FLUSH_TIMEOUT_S)
@@ -257,6 +413,7 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResu
         closed=closed_result,
         loaded=loaded,
         sustained=sustained,
+        threaded=threaded,
         client_stats=client.stats,
     )
     for loop in result.loops:
@@ -264,5 +421,13 @@ def run(url: str, settings: Settings, log: Callable[[str], None]) -> LatencyResu
             f"latency:   {loop.label}: p50 {loop.client.at(0.5):,} ns (baseline "
             f"{loop.baseline.at(0.5):,}), p99 {loop.client.at(0.99):,} ns (baseline "
             f"{loop.baseline.at(0.99):,})"
+        )
+    for side in ("client", "baseline"):
+        measured: ThreadedSide = getattr(result.threaded, side)
+        log(
+            f"latency:   {settings.latency_threads} threads, collector on, {side}: p99 "
+            f"{measured.latency.at(0.99):,} ns, p99.9 {measured.latency.at(0.999):,} ns, max "
+            f"{measured.latency.maximum:,} ns; longest collection "
+            f"{measured.longest_gc_pause_ns:,} ns, {measured.full_collections} full"
         )
     return result

@@ -21,6 +21,11 @@ class Settings:
     #: Calls per latency sample (closed loop, and each open-loop load), per repetition.
     latency_calls: int
     latency_repetitions: int
+    #: The threaded latency sample with the collector on: producer threads, calls per thread
+    #: per repetition, and extra GC-tracked objects kept on the heap meanwhile.
+    latency_threads: int
+    latency_thread_calls: int
+    latency_heap_objects: int
     #: Runs of each migration command.
     migration_runs: int
     #: Raw rows generated for the aggregate comparison, and timed runs of each query.
@@ -43,6 +48,9 @@ FULL: Final = Settings(
     ingest_rounds=3,
     latency_calls=100_000,
     latency_repetitions=2,
+    latency_threads=16,
+    latency_thread_calls=20_000,
+    latency_heap_objects=1_000_000,
     migration_runs=3,
     aggregate_rows=5_000_000,
     aggregate_runs=5,
@@ -57,6 +65,9 @@ QUICK: Final = Settings(
     ingest_rounds=1,
     latency_calls=3_000,
     latency_repetitions=1,
+    latency_threads=4,
+    latency_thread_calls=1_000,
+    latency_heap_objects=100_000,
     migration_runs=1,
     aggregate_rows=30_000,
     aggregate_runs=1,
