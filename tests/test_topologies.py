@@ -21,6 +21,7 @@ from analytics_core.migrate.pooling import ADVISORY_LOCK_KEY, POOLER_ADVICE
 from analytics_core.migrate.sources import load_migrations
 from analytics_core.schema import EVENTS_TABLE
 from devtools.topologies import wait_for_replay
+from tests.test_migrate_cli import applied_ids
 
 pytestmark = pytest.mark.server
 
@@ -46,14 +47,6 @@ def migrate(
 def report(*args: str, url: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(report_app, [*args, "--database-url", url], env=NO_URL_ENV)
     return result.exit_code, result.stdout, result.stderr
-
-
-def applied_ids(url: str) -> list[str]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc, migration_id"
-        ).fetchall()
-    return [row[0] for row in rows]
 
 
 def lock_holders(url: str) -> list[int]:
