@@ -194,8 +194,8 @@ def test_dry_run_and_status_work_read_only_and_change_nothing(database_url: str)
     assert code == 0
     plan = json.loads(out)
     assert [m["id"] for m in plan["pending"]] == ALL_IDS
-    backfill = plan["pending"][-1]
-    assert backfill["id"] == "post_0004_backfill" and backfill["transactional"] is False
+    (backfill,) = [m for m in plan["pending"] if m["id"] == "post_0004_backfill"]
+    assert backfill["transactional"] is False
     assert len(backfill["statements"]) == len(AGGREGATES)
     assert run("status", url=database_url)[0] == 1
 
@@ -242,7 +242,8 @@ def test_failed_migration_keeps_earlier_ones_and_rerun_applies_the_rest(
     broken.write_text(original)
     code, out, _ = run("all", url=database_url)
     assert code == 0
-    assert "applied 3 migration(s)" in out
+    # Everything from the broken migration on: all post migrations but the first.
+    assert f"applied {len(load_migrations()[Phase.POST]) - 1} migration(s)" in out
     assert sorted(applied_ids(database_url)) == sorted(ALL_IDS)
 
 

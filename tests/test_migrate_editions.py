@@ -219,6 +219,7 @@ def test_repair_rebuilds_a_dropped_aggregate_with_its_rows_and_is_then_a_no_op(
     document = json.loads(out)
     assert [step["name"] for step in document["steps"]] == [
         f"rebuild {dau} as a {document['found'][0].split('expected ')[1].split(',')[0]}",
+        "grant the reader role the aggregates",
         f"backfill {dau}",
     ]
     assert document["remaining"] == []

@@ -105,6 +105,19 @@ def test_a_reader_runs_status_dry_run_and_every_report_and_writes_nothing(
     assert denied(reader, f"DROP MATERIALIZED VIEW {AGGREGATES[0].name}")
 
 
+def test_the_reader_cannot_read_the_applications_own_tables(
+    migrated_url: str, login_as: LoginAs
+) -> None:
+    # The analytics schema is often an application's `public`: its tables stay its own, and
+    # status does not call them drift.
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE app_users (id int, email text)")
+    reader = login_as(READER_ROLE)
+    assert denied(reader, "SELECT * FROM app_users")
+    result = CliRunner().invoke(migrate_app, ["status", "--database-url", migrated_url])
+    assert result.exit_code == 0, result.stdout
+
+
 def test_a_revoked_grant_is_drift_that_repair_restores(migrated_url: str) -> None:
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute(f"REVOKE INSERT ON {EVENTS_TABLE} FROM {WRITER_ROLE}")

@@ -98,7 +98,7 @@ def test_migration_ids_are_unique_and_phase_prefixed() -> None:
 
 
 def test_the_backfill_runs_outside_a_transaction_one_aggregate_per_step() -> None:
-    backfill = MIGRATIONS[Phase.POST][-1]
+    (backfill,) = [m for m in MIGRATIONS[Phase.POST] if m.id == "post_0004_backfill"]
     for edition in Edition:
         transactional, statements = backfill.statements(edition)
         assert transactional is False

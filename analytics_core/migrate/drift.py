@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from analytics_core.migrate.edition import Edition
+from analytics_core.migrate.ledger import CHECKSUM_TABLE, LEDGER_TABLE
 from analytics_core.schema import (
     AGGREGATES,
     CHUNK_INTERVAL,
@@ -26,6 +27,7 @@ from analytics_core.schema import (
     COMPRESS_ORDER_BY,
     COMPRESS_SEGMENT_BY,
     EVENTS_TABLE,
+    MAINTENANCE_RUNS_TABLE,
     READER_ROLE,
     REFRESH_END_OFFSET,
     REFRESH_SCHEDULE,
@@ -146,14 +148,20 @@ def _roles(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
                 )
             )
     if READER_ROLE in present:
+        ours = [
+            EVENTS_TABLE,
+            MAINTENANCE_RUNS_TABLE,
+            LEDGER_TABLE,
+            CHECKSUM_TABLE,
+            *(aggregate.name for aggregate in AGGREGATES),
+        ]
         unreadable = [
             str(name)
             for (name,) in conn.execute(
-                "SELECT c.relname FROM pg_class c"
-                " WHERE c.relnamespace = current_schema()::regnamespace"
-                "   AND c.relkind IN ('r', 'p', 'v', 'm')"
-                "   AND NOT has_table_privilege(%s, c.oid, 'SELECT') ORDER BY 1",
-                (READER_ROLE,),
+                "SELECT name FROM unnest(%s::text[]) AS name"
+                " WHERE to_regclass(name) IS NOT NULL"
+                "   AND NOT has_table_privilege(%s, to_regclass(name), 'SELECT') ORDER BY 1",
+                (ours, READER_ROLE),
             ).fetchall()
         ]
         if unreadable:
@@ -161,7 +169,7 @@ def _roles(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
                 SchemaDrift(
                     DriftKind.PRIVILEGES,
                     READER_ROLE,
-                    "SELECT on every table and view",
+                    "SELECT on the analytics tables and aggregates",
                     "no SELECT on " + ", ".join(unreadable),
                 )
             )

@@ -91,6 +91,9 @@ def plan_repair(
     roles = _matching(
         tuple(s for m in files[Phase.PRE] for s in m.statements(edition)[1]), r"DO \$roles\$"
     )
+    grants = RepairStep(
+        "grant the reader role the aggregates", _matching(statements, r"DO \$grants\$")
+    )
     steps: list[RepairStep] = []
     backfills: list[RepairStep] = []
     for item in drift:
@@ -112,6 +115,8 @@ def plan_repair(
                     ((drop.format(name),) if drop else ()) + create,
                 )
             )
+            if grants not in backfills:
+                backfills.append(grants)  # after every rebuild, whatever the order
             backfills.append(
                 RepairStep(
                     f"backfill {name}",
@@ -123,6 +128,8 @@ def plan_repair(
             step = RepairStep("create the analytics roles and grant what they need", roles)
             if step not in steps:
                 steps.append(step)
+            if grants not in backfills:
+                backfills.append(grants)
         elif item.kind is DriftKind.CHUNK_INTERVAL:
             # Applies to chunks created from now on; existing chunks keep their size.
             steps.append(

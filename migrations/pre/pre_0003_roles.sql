@@ -13,10 +13,9 @@
 -- landed when a commit's acknowledgement was lost. (SELECT of just those columns would be
 -- tighter, but TimescaleDB cannot grant by column once compression is on.) Nothing else:
 -- it cannot read the aggregates, delete, alter or drop anything.
--- analytics_reader: SELECT on every table and view of the schema, present and future (the
--- aggregates, the events, the migration ledger and maintenance record that status reads).
--- Future ones through default privileges, which cover what this migrating role creates
--- later: new migrations, and aggregates that `repair` rebuilds.
+-- analytics_reader: SELECT on our relations only (the events, the migration ledger and the
+-- maintenance record that status reads; post_0005 adds the aggregates), never on the rest
+-- of a schema an application may share.
 
 DO $roles$
 DECLARE
@@ -50,10 +49,13 @@ BEGIN
 
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'analytics_reader') THEN
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO analytics_reader', current_schema());
-        EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO analytics_reader',
-                       current_schema());
-        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES'
-                       ' TO analytics_reader', current_schema());
+        FOREACH role_name IN ARRAY ARRAY['analytics_events', 'analytics_maintenance_runs',
+                                         '_yoyo_migration', 'analytics_migration_checksums'] LOOP
+            -- The ledger tables exist where yoyo applies the migrations.
+            IF to_regclass(role_name) IS NOT NULL THEN
+                EXECUTE format('GRANT SELECT ON %I TO analytics_reader', role_name);
+            END IF;
+        END LOOP;
     END IF;
 END
 $roles$;
