@@ -162,6 +162,19 @@ def _arm_multiprocessing_child() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+#: Signals the process's own threads must receive. A signal is delivered to any thread that
+#: does not block it; one delivered to ours would not interrupt a main thread blocked in C
+#: (say, a pool worker waiting on its task queue), which would then never run the handler.
+_PROCESS_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def keep_process_signals_off_this_thread() -> None:
+    """Block SIGTERM and SIGINT in the calling thread (one of the client's own threads), so
+    that they reach the application's threads, the main one above all."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _PROCESS_SIGNALS)
+
+
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
     """SIGTERM in a multiprocessing child: close the clients, then end by SIGTERM after all.
 
@@ -183,6 +196,7 @@ def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
 
 
 def _close_all_then_end(signum: int) -> None:
+    keep_process_signals_off_this_thread()
     try:
         _close_all_at_exit()
     finally:

@@ -26,6 +26,7 @@ from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
 from analytics_core.client._delivery import Delivery
 from analytics_core.client._encoder import Batch, build_batch
+from analytics_core.client._lifecycle import keep_process_signals_off_this_thread
 from analytics_core.client._log import Throttle, logger
 from analytics_core.client._queue import EventQueue, Stamp
 from analytics_core.events import AnalyticsEvent
@@ -193,6 +194,7 @@ class Worker:
     # --- The batcher -----------------------------------------------------------------------------
 
     def _run_batcher(self) -> None:
+        keep_process_signals_off_this_thread()
         try:
             self._batch_until_closed()
         except BaseException:
@@ -297,6 +299,7 @@ class Worker:
     # --- The writer -----------------------------------------------------------------------------
 
     def _run_writer(self) -> None:
+        keep_process_signals_off_this_thread()
         try:
             while (batch := self._handoff.get()) is not None:
                 self._delivery.deliver(batch, release=self._handoff.release)
