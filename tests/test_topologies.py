@@ -20,7 +20,9 @@ from analytics_core.migrate import Phase, apply
 from analytics_core.migrate.pooling import ADVISORY_LOCK_KEY, POOLER_ADVICE
 from analytics_core.migrate.sources import load_migrations
 from analytics_core.schema import EVENTS_TABLE
-from devtools.topologies import wait_for_replay
+from devtools.pytest_plugin import TOPOLOGY_CLUSTER
+from devtools.server_engine import stop_server
+from devtools.topologies import ensure_standby, wait_for_replay
 from tests.test_migrate_cli import applied_ids
 
 pytestmark = pytest.mark.server
@@ -233,3 +235,26 @@ def test_a_standby_is_read_and_never_migrated(topology_database_url: str, standb
         assert len(lines) == 1, (command, err)
         assert lines[0] == STANDBY_REFUSAL, (command, err)
     assert applied_ids(standby_url) == ALL_IDS
+
+
+def test_a_standby_whose_primary_recycled_its_wal_is_copied_again(
+    topology_database_url: str, standby_url: str
+) -> None:
+    """A standby left stopped while its primary moved on can never catch up by streaming:
+    ``standby-start`` must notice, copy it again, and serve the primary's newest data."""
+    standby_name = f"{TOPOLOGY_CLUSTER}-standby"
+    stop_server(standby_name)
+    with psycopg.connect(topology_database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE written_while_stopped (n int)")
+        for n in range(3):
+            # Each switch starts a new WAL segment; the checkpoint removes the ones behind it.
+            conn.execute("INSERT INTO written_while_stopped VALUES (%s)", (n,))
+            conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+
+    ensure_standby(standby_name, TOPOLOGY_CLUSTER)
+
+    wait_for_replay(topology_database_url, standby_url)
+    with psycopg.connect(standby_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT n FROM written_while_stopped ORDER BY n").fetchall()
+    assert rows == [(0,), (1,), (2,)]
