@@ -291,9 +291,9 @@ def test_an_unacknowledged_commit_of_a_row_past_year_9999_counts_as_written(
 class PgProxy:
     """A loopback TCP proxy for the PostgreSQL protocol, with two ways to misbehave.
 
-    - ``cut_after_commit()``: for the next commit point a client sends (CopyDone, which
-      commits an autocommit COPY, or a ``COMMIT`` query), forward it to the server, then close
-      both sockets at once: the server commits, the client never hears.
+    - ``cut_after_commit()``: for the next ``COMMIT`` query a client sends (the client's COPY
+      runs in a transaction of its own), forward it to the server, then close both sockets at
+      once: the server commits, the client never hears.
     - ``freeze()``: stop forwarding anything on the current connections, like a server that
       hangs without closing (new connections work normally).
     """
@@ -357,18 +357,21 @@ class PgProxy:
                     typed = code not in (80877103, 80877104)  # SSL and GSS encryption requests
                 if client in self._frozen:
                     continue
+                if not (self._cut_armed.is_set() and _is_commit(kind, body)):
+                    server.sendall(head + body)
+                    continue
+                self._cut_armed.clear()
+                self.cuts += 1
+                # The client loses its connection now. Frozen before the commit is sent, so
+                # that not even a fast answer reaches it. The server gets an orderly end of
+                # stream after the commit message (not a reset, which could discard it
+                # unread), and its answer is read and dropped.
+                with self._lock:
+                    self._frozen.add(client)
                 server.sendall(head + body)
-                if self._cut_armed.is_set() and _is_commit(kind, body):
-                    self._cut_armed.clear()
-                    self.cuts += 1
-                    # The client loses its connection now. The server gets an orderly end of
-                    # stream after the commit message (not a reset, which could discard it
-                    # unread), and its answer is read and dropped.
-                    with self._lock:
-                        self._frozen.add(client)
-                    _close(client)
-                    server.shutdown(socket.SHUT_WR)
-                    return
+                _close(client)
+                server.shutdown(socket.SHUT_WR)
+                return
         except OSError:
             _close(client)
             _close(server)
@@ -385,8 +388,6 @@ class PgProxy:
 
 
 def _is_commit(kind: bytes, body: bytes) -> bool:
-    if kind == b"c":  # CopyDone: the end of a COPY, its commit in autocommit mode
-        return True
     return kind == b"Q" and body.rstrip(b"\0").strip().upper() in (b"COMMIT", b"COMMIT;")
 
 

@@ -1,8 +1,13 @@
 """The client's one connection to the events table: the COPY and the in-doubt look-up.
 
-``EventsConnection`` opens an autocommit connection on first use (and again after every
-loss) and writes a batch's rows with one ``COPY ... FROM STDIN (FORMAT BINARY)``, which
-PostgreSQL runs as one transaction: a batch is in the table entirely or not at all.
+``EventsConnection`` opens a connection on first use (and again after every loss) and writes
+a batch's rows with one ``COPY ... FROM STDIN (FORMAT BINARY)`` in a transaction of its own:
+a batch is in the table entirely or not at all.
+
+The connection is safe behind a transaction pooler (PgBouncer's transaction mode hands each
+transaction to any server session): it sets no session state (``statement_timeout`` is set
+with ``SET LOCAL`` in each transaction; the client encoding is a startup parameter, which
+poolers carry over) and prepares no statement on the server.
 
 When the connection is lost while a COPY is in flight, the client cannot know whether the
 server committed it. Every row carries its ``event_id`` (unique in the table), so after
@@ -15,12 +20,13 @@ Not thread-safe, except ``interrupt_if_stuck()``, which the batcher thread calls
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -51,15 +57,12 @@ _PRESENT: Final = sql.SQL(
 _MIN_UNIX_S: Final = -210_866_803_200
 _END_UNIX_S: Final = 9_224_318_016_000
 _PG_EPOCH_UNIX_S: Final = 946_684_800
-# The rows' text is UTF-8 and the server converts text and JSONB fields of a binary COPY from
-# the client encoding, so that must be UTF8 whatever the DSN or PGCLIENTENCODING say.
-_SET_STATEMENT_TIMEOUT: Final = (
-    "SELECT set_config('statement_timeout', %s, false), "
-    "set_config('client_encoding', 'UTF8', false)"
-)
+_COMMIT: Final = sql.SQL("COMMIT")
+_ROLLBACK: Final = sql.SQL("ROLLBACK")
 
 
 _SHUT: Final = "the client gave up writing: its connection is shut"
+_IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 
 
 class EventsConnection:
@@ -67,7 +70,10 @@ class EventsConnection:
 
     def __init__(self, conninfo: str, statement_timeout_ms: int) -> None:
         self._conninfo = conninfo
-        self._statement_timeout = f"{statement_timeout_ms}ms"
+        # One simple-protocol round trip opens each transaction with its timeout.
+        self._begin = sql.SQL("BEGIN; SET LOCAL statement_timeout = {}").format(
+            sql.Literal(f"{statement_timeout_ms}ms")
+        )
         self._conn: psycopg.Connection[Any] | None = None
         # Guards _busy_since and _socket, which interrupt_if_stuck() reads from another thread.
         self._state_lock = threading.Lock()
@@ -87,7 +93,7 @@ class EventsConnection:
         conn = self._connection()
         self._begin_io()
         try:
-            with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
+            with self._transaction(conn), conn.cursor() as cursor, cursor.copy(_COPY) as copy:
                 copy.write(copy_data(rows))
                 if before_wait is not None:
                     before_wait()
@@ -103,7 +109,7 @@ class EventsConnection:
         conn = self._connection()
         self._begin_io()
         try:
-            with conn.cursor() as cursor:
+            with self._transaction(conn), conn.cursor() as cursor:
                 cursor.execute(_PRESENT, (ids, low, high))
                 return {found.bytes for (found,) in cursor.fetchall()}
         finally:
@@ -112,9 +118,7 @@ class EventsConnection:
     def recycle_if_unusable(self) -> None:
         """Drop the connection unless it is idle and healthy (after a rejected COPY it is)."""
         conn = self._conn
-        if conn is not None and (
-            conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-        ):
+        if conn is not None and (conn.broken or conn.info.transaction_status != _IDLE):
             self.discard()
 
     def discard(self) -> None:
@@ -204,7 +208,7 @@ class EventsConnection:
             return conn
         if self._shut:
             raise psycopg.OperationalError(_SHUT)
-        conn = psycopg.connect(self._conninfo, autocommit=True)
+        conn = psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None)
         with self._state_lock:
             shut = self._shut
             if not shut:
@@ -213,15 +217,21 @@ class EventsConnection:
         if shut:
             conn.close()
             raise psycopg.OperationalError(_SHUT)
-        self._begin_io()
-        try:
-            conn.execute(_SET_STATEMENT_TIMEOUT, (self._statement_timeout,))
-        except BaseException:
-            self._end_io()
-            self.discard()
-            raise
-        self._end_io()
         return conn
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """One transaction with the statement timeout: committed if the block ends normally,
+        rolled back (when the connection still works) if it raises."""
+        conn.execute(self._begin)
+        try:
+            yield
+        except BaseException:
+            if not conn.broken and conn.info.transaction_status != _IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(_ROLLBACK)
+            raise
+        conn.execute(_COMMIT)
 
     def _begin_io(self) -> None:
         with self._state_lock:
