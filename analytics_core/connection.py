@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import psycopg
@@ -119,18 +119,26 @@ def conninfo(url: str, **params: str) -> str:
     return make_conninfo("", **{key: value for key, value in settings.items() if value is not None})
 
 
-_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+# Where libpq refuses anything else, a value outside these could never connect.
+_CHOICES: Final = {
+    "sslmode": frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+    "gssencmode": frozenset({"disable", "prefer", "require"}),
+    "target_session_attrs": frozenset(
+        {"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
+    ),
+}
 
 
 def _check_settings(settings: Mapping[str, Any]) -> None:
     for port in str(settings.get("port") or "").split(","):
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise DatabaseUrlError(f"port {port!r} in the database URL is not a port number")
-    sslmode = settings.get("sslmode")
-    if sslmode is not None and sslmode not in _SSLMODES:
-        raise DatabaseUrlError(
-            f"sslmode {sslmode!r} in the database URL is not one of {', '.join(sorted(_SSLMODES))}"
-        )
+    for name, choices in _CHOICES.items():
+        value = settings.get(name)
+        if value is not None and value not in choices:
+            raise DatabaseUrlError(
+                f"{name} {value!r} in the database URL is not one of {', '.join(sorted(choices))}"
+            )
     timeout = settings.get("connect_timeout")
     if timeout is not None and not str(timeout).lstrip("-").isdigit():
         raise DatabaseUrlError(

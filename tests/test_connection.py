@@ -44,6 +44,11 @@ def test_a_wrong_scheme_is_refused_without_its_password() -> None:
         ("postgresql://app:SECRETPW@db/analytics?sslmode=bogus", "sslmode 'bogus'"),
         ("host=db port=5432,x password=SECRETPW", "port 'x'"),
         ("postgresql://app:SECRETPW@db/analytics?connect_timeout=soon", "connect_timeout"),
+        ("postgresql://app:SECRETPW@db/analytics?gssencmode=always", "gssencmode 'always'"),
+        (
+            "postgresql://app:SECRETPW@db/analytics?target_session_attrs=primary-ish",
+            "target_session_attrs 'primary-ish'",
+        ),
     ],
 )
 def test_settings_that_could_never_connect_are_refused_up_front(dsn: str, message: str) -> None:

@@ -4,18 +4,26 @@ left behind on the pooled server sessions and in pg_locks."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from typer.testing import CliRunner
 
+from analytics_core import AnalyticsClient
 from analytics_core.cli.migrate import app as migrate_app
 from analytics_core.cli.report import app as report_app
+from analytics_core.events import TaskCreated
 from analytics_core.migrate import Phase, apply
 from analytics_core.migrate.pooling import ADVISORY_LOCK_KEY, POOLER_ADVICE
 from analytics_core.migrate.sources import load_migrations
@@ -96,6 +104,42 @@ def pooled_session_settings(url: str, sessions: int = 4) -> set[tuple[str, str, 
             conn.close()
 
 
+def prepared_statements_on_pool(url: str, sessions: int = 4) -> int:
+    """Server-side prepared statements left on the pool's server sessions, all of them."""
+    conns = [psycopg.connect(url, prepare_threshold=None) for _ in range(sessions)]
+    try:
+        counts = [
+            conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() for conn in conns
+        ]
+        return sum(count[0] for count in counts if count is not None)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def track_from_threads(client: AnalyticsClient, threads: int, each: int) -> None:
+    def work(n: int) -> None:
+        for i in range(each):
+            assert client.track(
+                TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command=f"t{n} {i}")
+            )
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def event_rows(url: str) -> tuple[int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT count(*), count(DISTINCT event_id) FROM {EVENTS_TABLE}"
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
 # --- transaction pooling -----------------------------------------------------------------------
 
 
@@ -121,6 +165,39 @@ def test_reads_through_transaction_pooling_work_twice_and_leave_nothing_behind(
     assert pooled_session_settings(pgbouncer_transaction_url) == {("off", "0", "0")}
     code, _, err = migrate("maintain", url=pgbouncer_transaction_url)
     assert code == 0, err
+
+
+def test_clients_through_transaction_pooling_write_everything_and_leave_nothing_behind(
+    topology_database_url: str, pgbouncer_transaction_url: str
+) -> None:
+    apply(topology_database_url, (Phase.PRE, Phase.POST))
+    # Readers on the same pool first: what they set must not reach the writers' transactions.
+    for args in (("status",), ("dry-run",)):
+        assert migrate(*args, url=pgbouncer_transaction_url)[0] == 0
+    assert report("live", "--json", url=pgbouncer_transaction_url)[0] == 0
+    # Two clients and a plain writer share the pool's 4 server sessions, so each client's
+    # transactions run on sessions the others used before; small batches make many of them.
+    clients = [
+        AnalyticsClient(pgbouncer_transaction_url, service=f"pooled-{n}", batch_size=25)
+        for n in range(2)
+    ]
+    with contextlib.ExitStack() as stack:
+        for client in clients:
+            stack.callback(client.close, 10)
+        writer = threading.Thread(target=write_through, args=(pgbouncer_transaction_url, WRITES))
+        writer.start()
+        for client in clients:
+            track_from_threads(client, threads=4, each=500)
+        writer.join()
+        for client in clients:
+            assert client.flush(timeout=30) is True
+    for client in clients:
+        stats = client.stats
+        assert (stats.written, stats.failed, stats.dropped) == (2000, 0, 0), stats
+        assert (stats.retried, stats.last_error) == (0, None), stats
+    assert event_rows(topology_database_url) == (4000 + WRITES, 4000 + WRITES)
+    assert pooled_session_settings(pgbouncer_transaction_url) == {("off", "0", "0")}
+    assert prepared_statements_on_pool(pgbouncer_transaction_url) == 0
 
 
 def test_deploys_through_transaction_pooling_are_refused_and_release_the_lock(
@@ -258,3 +335,54 @@ def test_a_standby_whose_primary_recycled_its_wal_is_copied_again(
     with psycopg.connect(standby_url, autocommit=True) as conn:
         rows = conn.execute("SELECT n FROM written_while_stopped ORDER BY n").fetchall()
     assert rows == [(0,), (1,), (2,)]
+
+
+def test_a_client_on_a_standby_says_so_and_waits_without_spinning(
+    topology_database_url: str, standby_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    apply(topology_database_url, (Phase.PRE, Phase.POST))
+    wait_for_replay(topology_database_url, standby_url)
+    client = AnalyticsClient(standby_url, service="misrouted", batch_size=10, max_backoff=0.2)
+    with caplog.at_level(logging.INFO, logger="analytics_core"):
+        track_from_threads(client, threads=1, each=20)
+        waited_from = time.monotonic()
+        assert client.flush(timeout=2) is False
+        waited_s = time.monotonic() - waited_from
+        stats = client.stats
+        assert client.close(timeout=1) is False
+
+    assert stats.written == 0
+    assert stats.last_error is not None
+    assert stats.last_error.startswith("25006 ReadOnlySqlTransaction"), stats.last_error
+    assert "target_session_attrs=read-write" in stats.last_error
+    # Retried, after pauses: the backoff starts at 50 ms (halved at most by its jitter), so
+    # a client that spun would have retried hundreds of times in this wait.
+    assert 1 <= stats.retried <= waited_s / 0.025 + 1, (stats.retried, waited_s)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "the server is read-only (a hot standby?)" in errors[0], errors
+    assert "This is not a transient error" in errors[0]
+    final = client.stats
+    assert (final.written, final.dropped, final.queue_depth) == (0, 20, 0)
+    summary = caplog.records[-1].getMessage()
+    assert "20 dropped" in summary and "read-only" in summary, summary
+    assert event_rows(topology_database_url) == (0, 0)
+
+
+def test_a_url_with_target_session_attrs_finds_the_primary_behind_the_standby(
+    topology_database_url: str, standby_url: str
+) -> None:
+    apply(topology_database_url, (Phase.PRE, Phase.POST))
+    wait_for_replay(topology_database_url, standby_url)
+    standby, primary = conninfo_to_dict(standby_url), conninfo_to_dict(topology_database_url)
+    # The standby is listed first: libpq tries it, sees it is read-only, and moves on.
+    both = make_conninfo(
+        standby_url,
+        host=f"{standby['host']},{primary['host']}",
+        port=f"{standby['port']},{primary['port']}",
+        target_session_attrs="read-write",
+    )
+    with AnalyticsClient(both, service="routed", batch_size=10) as client:
+        track_from_threads(client, threads=2, each=50)
+        assert client.flush(timeout=10) is True
+        assert (client.stats.written, client.stats.retried) == (100, 0)
+    assert event_rows(topology_database_url) == (100, 100)

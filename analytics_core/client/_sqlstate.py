@@ -5,16 +5,21 @@ Delivery never matches error messages. It asks ``classify(exc)`` and gets one of
 - ``TRANSIENT``: the rows are fine, the database or the path to it is not (class 08
   connection, 57 operator intervention such as admin shutdown 57P01 or a statement timeout
   57014, 53 insufficient resources, 40 serialization failure or deadlock, 58 system error,
-  25006 read-only transaction during a failover, 55P03 lock not available), or psycopg lost the
-  connection and has no SQLSTATE at all. Retry the same rows after a backoff.
+  55P03 lock not available), or psycopg lost the connection and has no SQLSTATE at all. Retry
+  the same rows after a backoff.
 - ``DUPLICATE``: 23505 unique violation. Some rows are already in the table (an earlier
   attempt committed without us hearing it); look up which and write only the others.
 - ``DATA``: class 22 data exception (such as 22P05, a NUL character that JSONB rejects), 23
   integrity constraint, 54 program limit (a document too large), or the client could not
   encode a row. Only some rows are bad; split the batch to isolate them.
 - ``PERSISTENT``: anything else (42 undefined table or permission, 28 authentication, 3D
-  unknown database, XX internal). Not the rows' fault and not fixed by splitting; retry with
-  the capped backoff, logged as an error, until an operator fixes it or ``close()`` gives up.
+  unknown database, 25006 a read-only server such as a hot standby, XX internal). Not the
+  rows' fault and not fixed by splitting; retry with the capped backoff, logged as an error,
+  until an operator fixes it or ``close()`` gives up. Each retry opens a new connection, so
+  a URL that routes to the primary (``target_session_attrs=read-write``) finds it again
+  after a failover.
+
+``describe(exc)`` adds what to do for the configuration errors an operator meets most.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import enum
 from typing import Final
 
 import psycopg
+
+from analytics_core.schema import EVENTS_TABLE, WRITER_ROLE
 
 __all__ = ["Failure", "classify", "describe"]
 
@@ -38,8 +45,17 @@ class Failure(enum.Enum):
 
 _UNIQUE_VIOLATION: Final = "23505"
 _TRANSIENT_CLASSES: Final = frozenset({"08", "40", "53", "57", "58"})
-_TRANSIENT_STATES: Final = frozenset({"25006", "55P03"})
+_TRANSIENT_STATES: Final = frozenset({"55P03"})
 _DATA_CLASSES: Final = frozenset({"22", "23", "54"})
+# Configuration errors, and what fixes them: the server's message names the symptom only.
+_HINTS: Final = {
+    "25006": (
+        "the server is read-only (a hot standby?): point the client at the primary, for "
+        "example with target_session_attrs=read-write in its URL"
+    ),
+    "42P01": f"no {EVENTS_TABLE} table: run analytics-migrate pre against this database",
+    "42501": f"the client's role may not write {EVENTS_TABLE}: grant it {WRITER_ROLE}",
+}
 
 
 def classify(exc: BaseException) -> Failure:
@@ -72,5 +88,8 @@ def describe(exc: BaseException) -> str:
     name = type(exc).__name__
     if isinstance(exc, psycopg.Error):
         message = exc.diag.message_primary or str(exc).partition("\n")[0]
-        return f"{exc.sqlstate} {name}: {message}" if exc.sqlstate else f"{name}: {message}"
+        if not exc.sqlstate:
+            return f"{name}: {message}"
+        hint = _HINTS.get(exc.sqlstate)
+        return f"{exc.sqlstate} {name}: {message}" + (f" ({hint})" if hint else "")
     return f"{name}: {str(exc).partition(chr(10))[0]}"
