@@ -35,7 +35,10 @@ Process exit and signals
           import signal, sys
           signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
-      (gunicorn's and uvicorn's workers handle SIGTERM themselves and exit normally.)
+      Under an application server do what the README's *Servers* table says instead:
+      nothing under gunicorn's sync workers, ``analytics_core.asgi.closing_lifespan`` under
+      uvicorn (which re-raises SIGTERM past ``atexit``), and ``close()`` from Celery's
+      ``worker_process_shutdown`` signal.
     - SIGKILL, ``os._exit()`` or a crash of the interpreter: events in memory are lost, at
       most ``max_queue_size`` (the bound counts every pending event, the batch being written
       included). What was committed stays; nothing is half-written.
@@ -51,7 +54,7 @@ Process exit and signals
       action there: the clients are closed within ``shutdown_timeout``, then the child ends
       by SIGTERM as it would have. ``Process.kill()`` (SIGKILL) loses what is queued.
     - Other children that end with ``os._exit()`` (Celery's prefork pool among them) must
-      call ``close()`` first, e.g. from Celery's ``worker_process_shutdown`` signal.
+      call ``close()`` first: from Celery's ``worker_process_shutdown`` signal.
 """
 
 # How it is built, in the order an event travels (each module's docstring has the details):
