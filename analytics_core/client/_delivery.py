@@ -281,6 +281,10 @@ class Delivery:
     def _pause_before_retry(
         self, exc: Exception, kind: Failure, doing: str = "writing events"
     ) -> bool:
+        if self._aborted():
+            # The closing client gave up and shut the connection: that error is its own
+            # doing, and the one before it (kept in last_error) tells the operator why.
+            return False
         error = describe(exc)
         self._ledger.note_retry(error)
         delay = self._backoff.next_delay()
