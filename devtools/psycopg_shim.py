@@ -29,7 +29,9 @@ class _Cursor:
         text = query if isinstance(query, str) else query.as_string(None)
         try:
             if params is None:
-                (result,) = self._session.fetch_all_results(text)
+                # Several statements run as one implicit transaction; psycopg's cursor then
+                # shows the first one's result.
+                result = self._session.fetch_all_results(text)[0]
             else:
                 result = self._session.fetch_result(text, params)
         except SqlError as error:

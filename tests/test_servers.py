@@ -30,7 +30,6 @@ import pytest
 from analytics_core import AnalyticsClient
 from analytics_core.asgi import closing_lifespan
 from analytics_core.events import TaskCreated
-from analytics_core.migrate import Phase, apply
 from analytics_core.schema import EVENTS_TABLE
 from tests.servers import BROKER_DIR_VARIABLE, DSN_VARIABLE
 
@@ -43,12 +42,6 @@ STOP_TIMEOUT_S = 60.0
 #: Load: a few callers, each pausing between calls, for a bounded number of calls in all.
 CALLERS = 4
 CALL_PAUSE_S = 0.01
-
-
-@pytest.fixture
-def events_url(database_url: str) -> str:
-    apply(database_url, (Phase.PRE,))
-    return database_url
 
 
 def free_port() -> int:

@@ -29,7 +29,13 @@ from analytics_core.cli._command_line import (
 )
 from analytics_core.connection import read_transaction, scrub
 from analytics_core.errors import AnalyticsCoreError
-from analytics_core.migrate import DriftDetected, Edition, PendingPreDeploy, Phase
+from analytics_core.migrate import (
+    AdoptionRefused,
+    DriftDetected,
+    Edition,
+    PendingPreDeploy,
+    Phase,
+)
 from analytics_core.migrate.dsn import MIGRATE_ENV_VARS
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
 
@@ -105,12 +111,22 @@ AllowDrift = Annotated[
 ]
 
 
+Adopt = Annotated[
+    bool,
+    typer.Option(
+        "--adopt",
+        help="Bring an analytics_events table that analytics-migrate did not create to its "
+        "shape, keeping every row (default: refuse and say what differs, exit 1).",
+    ),
+]
+
+
 @contextmanager
 def _errors(url: str | None) -> Iterator[None]:
     """Turn library errors into a message on stderr and the documented exit code."""
     try:
         yield
-    except (PendingPreDeploy, DriftDetected) as error:
+    except (PendingPreDeploy, DriftDetected, AdoptionRefused) as error:
         fail(str(error), EXIT_PENDING)
     except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
@@ -127,6 +143,7 @@ def _apply(
     ddl_lock_timeout: float,
     allow_drift: bool,
     as_json: bool,
+    adopt: bool = False,
 ) -> None:
     url = resolve_url(url_option, MIGRATE_ENV_VARS)
     with _errors(url), _progress(enabled=not as_json) as report:
@@ -137,6 +154,7 @@ def _apply(
             ddl_lock_timeout=timedelta(seconds=ddl_lock_timeout),
             progress=report,
             allow_drift=allow_drift,
+            adopt=adopt,
         )
     if as_json:
         print_json(result.to_json())
@@ -172,9 +190,11 @@ def _progress(enabled: bool) -> Iterator[migrate.runner.Progress | None]:
 @app.command("all")
 def all_(
     database_url: MigrateDatabaseUrl = None,
+    *,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
+    adopt: Adopt = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply pre-deploy then post-deploy migrations. A no-op when up to date."""
@@ -185,15 +205,18 @@ def all_(
         ddl_lock_timeout=ddl_lock_timeout,
         allow_drift=allow_drift,
         as_json=as_json,
+        adopt=adopt,
     )
 
 
 @app.command()
 def pre(
     database_url: MigrateDatabaseUrl = None,
+    *,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
+    adopt: Adopt = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply pre-deploy migrations: what new application code writes to."""
@@ -204,6 +227,7 @@ def pre(
         ddl_lock_timeout=ddl_lock_timeout,
         allow_drift=allow_drift,
         as_json=as_json,
+        adopt=adopt,
     )
 
 

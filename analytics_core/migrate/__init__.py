@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from analytics_core.migrate.adopt import AdoptionPlan, AdoptionRefused
 from analytics_core.migrate.drift import DriftKind, SchemaDrift, check_schema
 from analytics_core.migrate.dsn import mask_password, resolve_database_url
 from analytics_core.migrate.edition import (
@@ -47,6 +48,8 @@ from analytics_core.migrate.status import SchemaStatus, read_status
 __all__ = [
     "DEFAULT_JOB_WAIT",
     "MINIMUM_TIMESCALEDB",
+    "AdoptionPlan",
+    "AdoptionRefused",
     "ApplyResult",
     "ConnectionFailed",
     "DriftDetected",

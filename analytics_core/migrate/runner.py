@@ -35,6 +35,15 @@ from yoyo.connections import parse_uri
 
 from analytics_core import connection
 from analytics_core.errors import ConnectionFailed
+from analytics_core.migrate.adopt import (
+    AdoptionRefused,
+    Strategy,
+    inspect_events_table,
+    interrupted_copy,
+    plan_adoption,
+    resume_copy,
+)
+from analytics_core.migrate.adopt import adopt as adopt_table
 from analytics_core.migrate.drift import DriftKind, check_schema
 from analytics_core.migrate.dsn import yoyo_url
 from analytics_core.migrate.edition import (
@@ -218,8 +227,13 @@ def apply(
     progress: Progress | None = None,
     migrations: dict[Phase, list[MigrationFile]] | None = None,
     allow_drift: bool = False,
+    adopt: bool = False,
 ) -> ApplyResult:
     """Apply the pending migrations of ``phases`` (in the order given) and return their ids.
+
+    An ``analytics_events`` that the migrations did not create is brought to our shape first
+    when ``adopt`` is set, and refused (AdoptionRefused) otherwise: see
+    :mod:`analytics_core.migrate.adopt`.
 
     Blocks while another deploy holds the migration lock, for at most ``lock_wait``.
     Raises PreflightError before changing anything when the server cannot run the schema,
@@ -243,6 +257,16 @@ def apply(
                 pending_pre = [m.id for m in files[Phase.PRE] if m.id not in ledger.applied]
                 if pending_pre:
                     raise PendingPreDeploy(pending_pre)
+            if Phase.PRE in phases:
+                _adopt_existing_table(
+                    conn,
+                    server,
+                    ledger,
+                    files[Phase.PRE],
+                    adopt=adopt,
+                    ddl_lock_timeout=ddl_lock_timeout,
+                    progress=progress,
+                )
             applied: list[str] = []
             for phase in phases:
                 # The licence can only be read once the extension exists in this database,
@@ -260,6 +284,45 @@ def apply(
                 )
             server = inspect_url(url)
     return ApplyResult(tuple(applied), server)
+
+
+def _adopt_existing_table(
+    conn: psycopg.Connection[Any],
+    server: ServerInfo,
+    ledger: Ledger,
+    pre_files: list[MigrationFile],
+    *,
+    adopt: bool,
+    ddl_lock_timeout: timedelta,
+    progress: Progress | None,
+) -> None:
+    """Before ``pre`` creates the events table: take over one that exists without it."""
+    unfinished = interrupted_copy(conn)
+    if unfinished is not None:
+        if not adopt:
+            raise AdoptionRefused(unfinished, asked=False)
+        resume_copy(conn, progress)
+        return
+    creating = pre_files[0]
+    if creating.id in ledger.applied:
+        return
+    table = inspect_events_table(conn)
+    if table is None:
+        return
+    adoption = plan_adoption(table)
+    if adoption.strategy is Strategy.NONE:
+        return
+    if not adopt or not adoption.adoptable:
+        raise AdoptionRefused(adoption, asked=adopt)
+    _, statements = creating.statements(server.edition or Edition.APACHE)
+    adopt_table(
+        conn,
+        adoption,
+        table=table,
+        create_table_sql=statements,
+        lock_timeout=milliseconds(ddl_lock_timeout),
+        progress=progress,
+    )
 
 
 def _refuse_drift(
