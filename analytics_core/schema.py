@@ -21,6 +21,7 @@ __all__ = [
     "COMPRESS_ORDER_BY",
     "COMPRESS_SEGMENT_BY",
     "DAILY_ACTIVE_USERS",
+    "ERASURES_TABLE",
     "ERRORS_HOURLY",
     "EVENTS_TABLE",
     "EVENT_COPY_COLUMNS",
@@ -45,6 +46,8 @@ READER_ROLE: Final = "analytics_reader"
 
 #: What ``analytics-migrate maintain`` last did, per task (see ``migrate.jobs``).
 MAINTENANCE_RUNS_TABLE: Final = "analytics_maintenance_runs"
+#: The audit log of erasures (``analytics-users erase``): no personal data, a hash per user.
+ERASURES_TABLE: Final = "analytics_erasures"
 
 #: The columns the writer fills with COPY, in order; ``id`` comes from its sequence.
 EVENT_COPY_COLUMNS: Final = ("timestamp", "event_type", "service", "user_id", "data", "event_id")

@@ -24,6 +24,7 @@ class _Cursor:
         self._dicts = row_factory is dict_row
         self._rows: list[Any] = []
         self.description: Sequence[str] | None = None
+        self.rowcount = -1
 
     def execute(self, query: str | sql.Composable, params: Any = None) -> _Cursor:
         text = query if isinstance(query, str) else query.as_string(None)
@@ -37,6 +38,8 @@ class _Cursor:
         except SqlError as error:
             raise psycopg.errors.lookup(error.sqlstate or "XX000")(error.message) from error
         self.description = result.columns or None
+        # As psycopg: rows changed by INSERT/UPDATE/DELETE, else rows returned.
+        self.rowcount = result.affected if not result.columns else len(result.rows)
         self._rows = result.dicts() if self._dicts else list(result.rows)
         return self
 
