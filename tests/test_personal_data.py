@@ -10,6 +10,8 @@ buckets stay, and an audit row without personal data records it.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from analytics_core import AnalyticsClient
 from analytics_core.cli.users import app as users_app
+from analytics_core.events import TaskCreated
 from analytics_core.migrate import Edition, Phase, apply
 from analytics_core.migrate.personal_data import (
     erase_user,
@@ -218,3 +222,38 @@ def _count(url: str, query: str) -> int:
         row = conn.execute(query).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.mark.server
+def test_erasing_while_a_client_writes_loses_none_of_the_other_events(database_url: str) -> None:
+    migrate(database_url)
+    insert(database_url, history())
+    refresh(database_url)
+    client = AnalyticsClient(database_url, service="live", batch_size=50, flush_interval=0.05)
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            client.track(TaskCreated(task_id=uuid.uuid4(), user_id=KEPT, command="live"))
+            time.sleep(0.0005)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            report = erase_user(conn, ERASED)
+    finally:
+        stop.set()
+        writer.join()
+    assert client.close(10) is True
+    stats = client.stats
+    assert (stats.dropped, stats.failed) == (0, 0)
+    assert stats.written > 0
+    assert report.raw_rows == 2 * RAW_DAYS
+    assert (
+        _count(database_url, f"SELECT count(*) FROM {EVENTS_TABLE} WHERE service = 'live'")
+        == stats.written
+    )
+    assert (
+        _count(database_url, f"SELECT count(*) FROM {EVENTS_TABLE} WHERE user_id = '{ERASED}'") == 0
+    )
