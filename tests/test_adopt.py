@@ -8,6 +8,7 @@ result passes ``status``, and the client writes to it.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,11 @@ def test_a_reference_style_hypertable_is_refused_then_adopted_in_place(database_
     assert "new chunks span 7 days, 0:00:00, not 1 day, 0:00:00" in message
     assert "`analytics-migrate pre --adopt` (or `all --adopt`) would:" in message
     assert "SET NOT NULL on event_id (ACCESS EXCLUSIVE lock" in message
+    code, out, err = migrate("dry-run", url=database_url)
+    assert code == 0, err
+    assert "warning: analytics_events exists but was not created" in " ".join(err.split())
+    code, out, err = migrate("dry-run", "--json", url=database_url)
+    assert json.loads(out)["adoption"]["strategy"] == "in place"
     # Refused before anything changed: no column, no ledger.
     assert one(database_url, "SELECT to_regclass('_yoyo_migration') IS NULL") is True
     assert snapshot(database_url) == before

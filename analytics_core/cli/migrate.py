@@ -312,6 +312,11 @@ def dry_run(
     err.print(f"{choice.edition} edition: {choice.reason}", highlight=False)
     for problem in result.preflight:
         err.print(f"[yellow]warning:[/] a deploy would refuse this server: {problem}")
+    if result.adoption is not None:
+        err.print(
+            f"[yellow]warning:[/] {AdoptionRefused(result.adoption, asked=False)}",
+            highlight=False,
+        )
     if not result.pending:
         out.print(f"nothing pending ({choice.edition} edition)")
         return

@@ -36,6 +36,7 @@ from yoyo.connections import parse_uri
 from analytics_core import connection
 from analytics_core.errors import ConnectionFailed
 from analytics_core.migrate.adopt import (
+    AdoptionPlan,
     AdoptionRefused,
     Strategy,
     inspect_events_table,
@@ -127,6 +128,8 @@ class DryRun:
     pending: tuple[PlannedMigration, ...]
     #: Why a deploy would refuse this server (empty without a database, or when it would not).
     preflight: tuple[str, ...] = ()
+    #: An analytics_events the migrations did not create, and what ``--adopt`` would do.
+    adoption: AdoptionPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +138,7 @@ class DryRun:
             "edition_reason": self.edition.reason,
             "pending": [migration.to_json() for migration in self.pending],
             "preflight": list(self.preflight),
+            "adoption": None if self.adoption is None else self.adoption.to_json(),
         }
 
 
@@ -206,16 +210,34 @@ def dry_run(
     """
     applied: frozenset[str] = frozenset()
     server = None
+    adoption = None
+    files = migrations or load_migrations()
     if url is not None:
         with connect(url) as conn, connection.read_transaction(conn):
             server = inspect_server(conn)
             applied = frozenset(read_ledger(conn).applied)
+            adoption = _adoption_pending(conn, applied, files[Phase.PRE])
     choice = choose_edition(server, edition)
     return DryRun(
         choice,
-        tuple(plan(choice.edition, applied=applied, migrations=migrations)),
+        tuple(plan(choice.edition, applied=applied, migrations=files)),
         preflight_problems(server) if server is not None else (),
+        adoption,
     )
+
+
+def _adoption_pending(
+    conn: psycopg.Connection[Any], applied: frozenset[str], pre_files: list[MigrationFile]
+) -> AdoptionPlan | None:
+    """What a deploy would find to adopt first (read-only), or None."""
+    unfinished = interrupted_copy(conn)
+    if unfinished is not None or pre_files[0].id in applied:
+        return unfinished
+    table = inspect_events_table(conn)
+    if table is None:
+        return None
+    adoption = plan_adoption(table)
+    return None if adoption.strategy is Strategy.NONE else adoption
 
 
 def apply(
