@@ -27,6 +27,28 @@ DatabaseUrl = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+#: The URL option of the commands that change the schema or its data (deploy-role work).
+MigrateDatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (default: $ANALYTICS_MIGRATE_DATABASE_URL, then $DATABASE_URL, "
+        "then $PLATFORM_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+
+
+def program(name: str, description: str) -> typer.Typer:
+    """A command-line program as all of ours are: help when run bare, no shell-completion
+    commands, and errors as messages rather than rich tracebacks."""
+    return typer.Typer(
+        name=name,
+        help=description,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

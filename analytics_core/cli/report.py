@@ -29,6 +29,7 @@ from analytics_core.cli._command_line import (
     fail,
     out,
     print_json,
+    program,
     resolve_url,
 )
 from analytics_core.connection import connect, read_transaction, scrub
@@ -41,15 +42,12 @@ Exit codes: {EXIT_OK} success; {EXIT_ERROR} bad input (options, dates, ids), no 
 cannot connect, or the database could not answer (for example, schema not migrated).
 """
 
-app = typer.Typer(
-    name="analytics-report",
-    help="Product metrics, entity behaviour and live activity from the analytics schema.\n\n"
+app = program(
+    "analytics-report",
+    "Product metrics, entity behaviour and live activity from the analytics schema.\n\n"
     "The database comes from --database-url, else DATABASE_URL, else PLATFORM_DATABASE_URL.\n"
     "All times are UTC; a window covers whole aggregate buckets (UTC days or hours).\n"
     + EXIT_CODES,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 
 

@@ -19,10 +19,12 @@ import typer
 
 from analytics_core.cli._command_line import (
     AsJson,
+    MigrateDatabaseUrl,
     err,
     fail,
     out,
     print_json,
+    program,
     resolve_url,
 )
 from analytics_core.connection import connect, read_transaction, scrub
@@ -38,27 +40,14 @@ from analytics_core.migrate.personal_data import (
 EXIT_OK = 0
 EXIT_NOT_CONFIRMED = 1
 
-app = typer.Typer(
-    name="analytics-users",
-    help="A person's analytics events, on request: export them (JSON lines) or erase them.\n\n"
+app = program(
+    "analytics-users",
+    "A person's analytics events, on request: export them (JSON lines) or erase them.\n\n"
     "The database comes from --database-url, else ANALYTICS_MIGRATE_DATABASE_URL, else "
     "DATABASE_URL, else PLATFORM_DATABASE_URL.\n\n"
     f"Exit codes: {EXIT_OK} done; {EXIT_NOT_CONFIRMED} erase without --yes (nothing changed); "
     "2 bad input, no database URL, cannot connect, or the database refused.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="PostgreSQL URL (default: $ANALYTICS_MIGRATE_DATABASE_URL, then $DATABASE_URL, "
-        "then $PLATFORM_DATABASE_URL).",
-        show_default=False,
-    ),
-]
 UserId = Annotated[str, typer.Argument(help="The user id (a UUID).", show_default=False)]
 
 
@@ -84,7 +73,7 @@ def _connection(explicit_url: str | None) -> Iterator[psycopg.Connection[Any]]:
 @app.command()
 def export(
     user_id: UserId,
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -109,7 +98,7 @@ def export(
 @app.command()
 def erase(
     user_id: UserId,
-    database_url: DatabaseUrl = None,
+    database_url: MigrateDatabaseUrl = None,
     yes: Annotated[
         bool, typer.Option("--yes", help="Erase; without it, only say what would go.")
     ] = False,
