@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from analytics_core.cli._command_line import EXIT_ERROR, fail, out, resolve_url
 from analytics_core.collector.config import (
@@ -123,7 +124,7 @@ def serve(
 
         from analytics_core.collector import create_app  # noqa: PLC0415 - the server extra
     except ImportError as error:
-        fail(str(error))
+        fail(escape(str(error)))
     level = logging.getLevelNamesMapping().get(log_level.upper())
     if level is None:
         fail(f"--log-level {log_level!r} is not one of debug, info, warning, error")
@@ -143,7 +144,7 @@ def serve(
         )
         application = create_app(config)
     except (KeyFileError, TypeError, ValueError) as error:
-        fail(str(error))
+        fail(escape(str(error)))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     server = uvicorn.Server(
         uvicorn.Config(

@@ -20,16 +20,8 @@ strings), ``live`` (the SSE stream), ``dashboard`` (the page and its files, in `
 
 from __future__ import annotations
 
-try:
-    import starlette  # noqa: F401
-    import uvicorn  # noqa: F401
-except ImportError as error:  # pragma: no cover - depends on what is installed
-    raise ImportError(
-        f"analytics_core.collector needs the 'server' extra ({error.name} is missing): "
-        "pip install 'analytics-core[server]'"
-    ) from error
+from typing import TYPE_CHECKING, Any
 
-from analytics_core.collector.app import create_app
 from analytics_core.collector.config import (
     ApiKey,
     CollectorConfig,
@@ -40,6 +32,9 @@ from analytics_core.collector.config import (
     load_keys,
     new_key,
 )
+
+if TYPE_CHECKING:
+    from analytics_core.collector.app import create_app
 
 __all__ = [
     "ApiKey",
@@ -52,3 +47,21 @@ __all__ = [
     "load_keys",
     "new_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The app needs the server extra; the keys and the configuration do not, so that the
+    # package imports (and `analytics-collector new-key` runs) without it.
+    if name != "create_app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import starlette  # noqa: F401, PLC0415
+        import uvicorn  # noqa: F401, PLC0415
+    except ImportError as error:
+        raise ImportError(
+            f"the HTTP collector needs the 'server' extra ({error.name} is missing): "
+            "pip install 'analytics-core[server]'"
+        ) from error
+    from analytics_core.collector.app import create_app  # noqa: PLC0415
+
+    return create_app
