@@ -58,7 +58,8 @@ def start_collector(
     timeout: float = 60.0,
 ) -> CollectorProcess:
     """Start the collector with ``options`` (``--max-queue-size 10`` ...) and wait until it
-    answers ``/healthz``; raise ``RuntimeError`` with its log if it does not in time."""
+    answers ``/healthz``; raise ``RuntimeError`` with its log if it does not in time. The
+    port is read from uvicorn's INFO log line: leave ``--log-level`` at info or debug."""
     command = [
         sys.executable,
         "-m",
