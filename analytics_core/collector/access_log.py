@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,9 +24,7 @@ logger = logging.getLogger("analytics_core.collector.access")
 class AccessLog:
     """ASGI middleware around the app: times, logs and counts each HTTP request."""
 
-    def __init__(
-        self, app: ASGIApp, counts: Counts, routes: Mapping[Callable[..., Any], str]
-    ) -> None:
+    def __init__(self, app: ASGIApp, counts: Counts, routes: Mapping[object, str]) -> None:
         self._app = app
         self._counts = counts
         self._routes = routes
@@ -53,22 +50,23 @@ class AccessLog:
         finally:
             # Routing fills in the endpoint: the route's template is the label, so that
             # paths with ids do not make a metric per id.
-            route = self._routes.get(scope.get("endpoint"), "unmatched")  # type: ignore[arg-type]
+            route = self._routes.get(scope.get("endpoint"), "unmatched")
             self._counts.request(route, scope["method"], status)
-            client = scope.get("client")
-            state = scope.get("state") or {}
-            logger.info(
-                json.dumps(
-                    {
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        "bytes": size,
-                        "client": client[0] if client else None,
-                        "key": state.get("key_name"),
-                    },
-                    separators=(",", ":"),
-                )
-            )
+            if logger.isEnabledFor(logging.INFO):
+                _log(scope, route, status, size, time.perf_counter() - started)
+
+
+def _log(scope: Scope, route: str, status: int, size: int, seconds: float) -> None:
+    client = scope.get("client")
+    state = scope.get("state") or {}
+    line = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "bytes": size,
+        "client": client[0] if client else None,
+        "key": state.get("key_name"),
+    }
+    logger.info(json.dumps(line, separators=(",", ":")))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -94,7 +93,7 @@ def create_app(config: CollectorConfig) -> Starlette:
         exception_handlers={Problem: problem_response},
     )
     app.state.event_schema = event_json_schema()
-    labels: dict[Any, str] = {route.endpoint: route.path for route in routes}
+    labels: dict[object, str] = {route.endpoint: route.path for route in routes}
     labels[preflight] = "/v1/events* (preflight)"
     app.add_middleware(AccessLog, counts=counts, routes=labels)
     return app

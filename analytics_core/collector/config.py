@@ -269,13 +269,17 @@ class CollectorConfig:
             raise TypeError(f"keys must be a KeyRing (load_keys), not {type(self.keys).__name__}")
         bounded_int(self.max_body_bytes, "max_body_bytes", minimum=1_024, maximum=2**30)
         bounded_int(self.max_batch_events, "max_batch_events", minimum=1, maximum=100_000)
+        bounded_int(self.batch_size, "batch_size", minimum=1, maximum=100_000)
+        bounded_int(self.max_queue_size, "max_queue_size", minimum=1, maximum=2**31 - 1)
+        seconds(self.flush_interval, "flush_interval", allow_zero=False)
         bounded_int(self.retry_after, "retry_after", minimum=1, maximum=3_600)
         bounded_int(self.read_connections, "read_connections", minimum=1, maximum=64)
         seconds(self.live_interval, "live_interval", allow_zero=False)
         seconds(self.heartbeat_interval, "heartbeat_interval", allow_zero=False)
         seconds(self.shutdown_timeout, "shutdown_timeout")
-        if self.max_queue_size < self.max_batch_events:
+        if self.max_queue_size < max(self.max_batch_events, self.batch_size):
             raise ValueError(
                 f"max_queue_size ({self.max_queue_size}) is below max_batch_events "
-                f"({self.max_batch_events}): a full batch could never be queued"
+                f"({self.max_batch_events}) or batch_size ({self.batch_size}): a full batch "
+                "could never be queued"
             )

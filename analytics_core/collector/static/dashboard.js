@@ -138,7 +138,8 @@
     const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "top event types" });
     items.forEach((item, i) => {
       const y = i * row + 2;
-      const length = Math.max(2, ((width - 70) * item.value) / maxValue);
+      const length = Math.max(2, ((width - 60) * item.value) / maxValue);
+      root.append(svg("rect", { x: 0, y, width: width - 60, height: row - 8, rx: 5, fill: "#1f2833" }));
       root.append(svg("rect", { x: 0, y, width: length, height: row - 8, rx: 5, fill: color, opacity: 0.85 - i * 0.05 }));
       root.append(svg("text", { x: 8, y: y + 16, class: "label" }, item.label));
       root.append(svg("text", { x: width - 2, y: y + 16, "text-anchor": "end", class: "label" }, number.format(item.value)));
@@ -304,7 +305,7 @@
     else empty($("tasks"), "unavailable");
     if (latency.status === "fulfilled") {
       const slowest = [...latency.value.endpoints]
-        .sort((a, b) => (b.p95_latency_ms.max_hourly ?? 0) - (a.p95_latency_ms.max_hourly ?? 0))
+        .sort((a, b) => (b.p95_latency_ms.weighted_mean ?? 0) - (a.p95_latency_ms.weighted_mean ?? 0))
         .slice(0, 6);
       fillTable("latency", slowest.map((e) => [
         cell(`${e.method} ${e.route}`),
