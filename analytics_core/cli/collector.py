@@ -113,6 +113,13 @@ def serve(
             envvar=_env("GRACEFUL_TIMEOUT"),
         ),
     ] = 3,
+    read_connections: Annotated[
+        int,
+        typer.Option(
+            help="Most database connections the read side keeps.",
+            envvar=_env("READ_CONNECTIONS"),
+        ),
+    ] = 4,
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.", envvar=_env("LOG_LEVEL"))
     ] = "info",
@@ -141,6 +148,7 @@ def serve(
             live_interval=live_interval,
             heartbeat_interval=heartbeat_interval,
             shutdown_timeout=shutdown_timeout,
+            read_connections=read_connections,
         )
         application = create_app(config)
     except (KeyFileError, TypeError, ValueError) as error:

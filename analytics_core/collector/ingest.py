@@ -133,8 +133,9 @@ def _ingest(runtime: Runtime, key: ApiKey, raw_items: list[Any]) -> dict[str, An
         retry_after = runtime.config.retry_after
         raise Problem(
             503,
-            "the collector's queue is full (the database is slow or away); nothing was "
-            f"queued, send the same request again after {retry_after} s",
+            "the collector cannot queue the events now (its queue is full: the database is "
+            "slow or away; or it is shutting down); nothing was queued, send the same "
+            f"request again after {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
     results: list[dict[str, Any]] = []
