@@ -80,7 +80,7 @@ def http(collector: CollectorProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def secrets_(keys: tuple[Path, CollectorKeys]) -> CollectorKeys:
+def api_keys(keys: tuple[Path, CollectorKeys]) -> CollectorKeys:
     return keys[1]
 
 
@@ -115,7 +115,7 @@ def wait_for_rows(url: str, ids: list[str]) -> list[tuple[Any, ...]]:
 
 
 def test_a_batch_with_good_and_bad_items(
-    http: httpx.Client, secrets_: CollectorKeys, url: str
+    http: httpx.Client, api_keys: CollectorKeys, url: str
 ) -> None:
     items: list[Any] = [
         {"event": task_created(SECRET)},
@@ -135,7 +135,7 @@ def test_a_batch_with_good_and_bad_items(
         {"event": task_created(), "timestamp": datetime.now(UTC).isoformat()},
     ]
     response = http.post(
-        "/v1/events/batch", json={"events": items}, headers=bearer(secrets_.server)
+        "/v1/events/batch", json={"events": items}, headers=bearer(api_keys.server)
     )
     assert response.status_code == 202
     document = response.json()
@@ -174,12 +174,12 @@ def test_a_batch_with_good_and_bad_items(
     )
 
 
-def test_one_event_and_one_bad_event(http: httpx.Client, secrets_: CollectorKeys, url: str) -> None:
+def test_one_event_and_one_bad_event(http: httpx.Client, api_keys: CollectorKeys, url: str) -> None:
     at = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=250_000)
     good = http.post(
         "/v1/events",
         json={"event": task_created(), "timestamp": at.isoformat().replace("+00:00", "Z")},
-        headers=bearer(secrets_.server),
+        headers=bearer(api_keys.server),
     )
     assert good.status_code == 202
     assert set(good.json()) == {"status", "event_id"}
@@ -189,7 +189,7 @@ def test_one_event_and_one_bad_event(http: httpx.Client, secrets_: CollectorKeys
     bad = http.post(
         "/v1/events",
         json={"event": {"event_type": "task_created"}},
-        headers=bearer(secrets_.server),
+        headers=bearer(api_keys.server),
     )
     assert bad.status_code == 422
     assert bad.json() == {
@@ -203,7 +203,7 @@ def test_one_event_and_one_bad_event(http: httpx.Client, secrets_: CollectorKeys
 
 
 def test_a_retried_batch_is_stored_once(
-    http: httpx.Client, secrets_: CollectorKeys, url: str
+    http: httpx.Client, api_keys: CollectorKeys, url: str
 ) -> None:
     now = datetime.now(UTC)
     items = [
@@ -217,7 +217,7 @@ def test_a_retried_batch_is_stored_once(
     ids = [item["event_id"] for item in items]
     for _ in range(3):  # the first answer "lost", sent twice more, the last one at once
         response = http.post(
-            "/v1/events/batch", json={"events": items}, headers=bearer(secrets_.server)
+            "/v1/events/batch", json={"events": items}, headers=bearer(api_keys.server)
         )
         assert response.status_code == 202
         assert [r["event_id"] for r in response.json()["results"]] == ids
@@ -235,8 +235,8 @@ def _queue_depth(http: httpx.Client) -> int:
     raise AssertionError("no queue depth in /metrics")
 
 
-def test_limits_and_media_type(http: httpx.Client, secrets_: CollectorKeys) -> None:
-    headers = bearer(secrets_.server)
+def test_limits_and_media_type(http: httpx.Client, api_keys: CollectorKeys) -> None:
+    headers = bearer(api_keys.server)
     too_many = {"events": [{"event": task_created()}] * (MAX_BATCH + 1)}
     response = http.post("/v1/events/batch", json=too_many, headers=headers)
     assert response.status_code == 413
@@ -274,23 +274,23 @@ def test_limits_and_media_type(http: httpx.Client, secrets_: CollectorKeys) -> N
     assert response.status_code == 400
 
 
-def test_keys_origins_and_families(http: httpx.Client, secrets_: CollectorKeys, url: str) -> None:
+def test_keys_origins_and_families(http: httpx.Client, api_keys: CollectorKeys, url: str) -> None:
     marker = f"keys {uuid.uuid4()}"
     batch = {"events": [{"event": task_created(marker)}]}
     assert http.post("/v1/events/batch", json=batch).status_code == 401
     response = http.post("/v1/events/batch", json=batch, headers=bearer("sk-wrong"))
     assert (response.status_code, response.headers["www-authenticate"]) == (401, "Bearer")
     assert (
-        http.post("/v1/events/batch", json=batch, headers=bearer(secrets_.read)).status_code == 403
+        http.post("/v1/events/batch", json=batch, headers=bearer(api_keys.read)).status_code == 403
     )
 
-    browser = {**bearer(secrets_.browser), "Origin": secrets_.origin}
+    browser = {**bearer(api_keys.browser), "Origin": api_keys.origin}
     response = http.post(
         "/v1/events/batch", json=batch, headers={**browser, "Origin": "https://evil.example"}
     )
     assert response.status_code == 403
     assert "access-control-allow-origin" not in response.headers
-    no_origin = http.post("/v1/events/batch", json=batch, headers=bearer(secrets_.browser))
+    no_origin = http.post("/v1/events/batch", json=batch, headers=bearer(api_keys.browser))
     assert no_origin.status_code == 403
     # A family the browser key may not write (it may write task events only): nothing at all.
     mixed = {
@@ -309,20 +309,20 @@ def test_keys_origins_and_families(http: httpx.Client, secrets_: CollectorKeys, 
     assert response.status_code == 403
     assert response.json()["items"] == [1]
     assert "project" in response.json()["error"]
-    assert response.headers["access-control-allow-origin"] == secrets_.origin
+    assert response.headers["access-control-allow-origin"] == api_keys.origin
 
     preflight = http.options(
         "/v1/events/batch",
-        headers={"Origin": secrets_.origin, "Access-Control-Request-Method": "POST"},
+        headers={"Origin": api_keys.origin, "Access-Control-Request-Method": "POST"},
     )
     assert preflight.status_code == 204
-    assert preflight.headers["access-control-allow-origin"] == secrets_.origin
+    assert preflight.headers["access-control-allow-origin"] == api_keys.origin
     assert "authorization" in preflight.headers["access-control-allow-headers"]
     assert http.options("/v1/events", headers={"Origin": "https://evil.example"}).status_code == 403
 
     allowed = http.post("/v1/events/batch", json=batch, headers=browser)
     assert allowed.status_code == 202
-    assert allowed.headers["access-control-allow-origin"] == secrets_.origin
+    assert allowed.headers["access-control-allow-origin"] == api_keys.origin
     (result,) = allowed.json()["results"]
     rows = wait_for_rows(url, [result["event_id"]])
     assert [row[1] for row in rows] == ["web"]
@@ -336,7 +336,7 @@ def test_keys_origins_and_families(http: httpx.Client, secrets_: CollectorKeys, 
 
 
 def test_read_endpoints_answer_what_the_queries_answer(
-    http: httpx.Client, secrets_: CollectorKeys, url: str
+    http: httpx.Client, api_keys: CollectorKeys, url: str
 ) -> None:
     first = START.date().isoformat()
     last = (START + timedelta(days=5)).date().isoformat()
@@ -353,7 +353,7 @@ def test_read_endpoints_answer_what_the_queries_answer(
             "errors": q.error_counts(conn, window),
         }
     for name, result in expected.items():
-        response = http.get(f"/v1/metrics/{name}", params=params, headers=bearer(secrets_.read))
+        response = http.get(f"/v1/metrics/{name}", params=params, headers=bearer(api_keys.read))
         assert response.status_code == 200, response.text
         assert response.json() == json.loads(json.dumps(result.to_json())), name
     assert expected["tasks"].created > 0  # the data set has tasks
@@ -361,14 +361,14 @@ def test_read_endpoints_answer_what_the_queries_answer(
     latency = http.get(
         "/v1/metrics/api-latency",
         params={**params, "service": "nobody"},
-        headers=bearer(secrets_.read),
+        headers=bearer(api_keys.read),
     )
     assert latency.status_code == 200
     assert latency.json()["endpoints"] == []
 
-    read = bearer(secrets_.read)
+    read = bearer(api_keys.read)
     assert http.get("/v1/metrics/tasks").status_code == 401
-    assert http.get("/v1/metrics/tasks", headers=bearer(secrets_.server)).status_code == 403
+    assert http.get("/v1/metrics/tasks", headers=bearer(api_keys.server)).status_code == 403
     for bad in (
         {"days": "0"},
         {"days": "x"},
@@ -396,17 +396,17 @@ def test_schema_health_and_metrics(http: httpx.Client, collector: CollectorProce
 
 
 def test_the_access_log_has_no_payloads_or_keys(
-    http: httpx.Client, secrets_: CollectorKeys, collector: CollectorProcess
+    http: httpx.Client, api_keys: CollectorKeys, collector: CollectorProcess
 ) -> None:
     http.post(
         "/v1/events/batch",
         json={"events": [{"event": task_created(SECRET)}]},
-        headers=bearer(secrets_.server),
+        headers=bearer(api_keys.server),
     )
-    http.get("/v1/metrics/tasks", params={"days": "2"}, headers=bearer(secrets_.read))
+    http.get("/v1/metrics/tasks", params={"days": "2"}, headers=bearer(api_keys.read))
     assert wait_until(lambda: '"route":"/v1/metrics/tasks"' in collector.log(), timeout=10)
     log = collector.log()
-    for secret in (SECRET, secrets_.server, secrets_.read, secrets_.browser, "days=2"):
+    for secret in (SECRET, api_keys.server, api_keys.read, api_keys.browser, "days=2"):
         assert secret not in log
     lines = [
         json.loads(line.split(" analytics_core.collector.access ", 1)[1])
