@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The server engine (PostgreSQL 15 + TimescaleDB Apache edition, built from source) and the
-# Community-edition engine (TimescaleDB in PGlite, driven by Node).
+# Community-edition engine (TimescaleDB in PGlite, driven by Node); Debian's Chromium for the
+# collector dashboard's browser test.
 engines: install
 	scripts/server-engine install
+	scripts/install-chromium
 	cd $(PGLITE_DIR) && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; }
 
 # Without DATABASE_URL the demo installs (as root) and starts the local server engine itself.

@@ -24,6 +24,7 @@ Both validate exactly like ``AnalyticsClient.track()`` (``TypeError`` for a non-
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -79,6 +80,13 @@ class RecordingClient(AnalyticsClient):
             if isinstance(stamp, datetime)
             else datetime.fromtimestamp(stamp // 1_000 / 1e6, UTC)
         )
-        record = EnrichedEvent.of(event, self.service, timestamp=timestamp)
+        # What the caller chose with AnalyticsClient.track_all (a CallerStamp), if anything.
+        chosen_id = getattr(stamp, "event_id", None)
+        record = EnrichedEvent.of(
+            event,
+            getattr(stamp, "service", self.service),
+            timestamp=timestamp,
+            event_id=None if chosen_id is None else uuid.UUID(bytes=chosen_id),
+        )
         with self._records_lock:
             self._records.append(record)

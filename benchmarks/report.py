@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from benchmarks import aggregates, ingest, latency, migrations
+from benchmarks import aggregates, collector, ingest, latency, migrations
 from benchmarks.environment import Environment
 from benchmarks.figures import PERCENTILES, Percentiles, Spread
 from benchmarks.settings import Settings
@@ -29,6 +29,7 @@ class Report:
     latency: latency.LatencyResult | None = None
     migrations: migrations.MigrationsResult | None = None
     aggregates: aggregates.AggregatesResult | None = None
+    collector: collector.CollectorResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +434,37 @@ def _aggregates(result: aggregates.AggregatesResult) -> list[str]:
     ]
 
 
+def _collector(result: collector.CollectorResult) -> list[str]:
+    rows = [
+        (f"{letter}: {title}", _spread(result.rates[letter], 0))
+        for letter, title in collector.ARMS.items()
+    ]
+    rows.append(("H / D", _spread(result.http_over_direct)))
+    latency = result.request_latency
+    return [
+        "## 5. HTTP collector",
+        "",
+        f"{result.events:,} events per arm, {_count(result.rounds, 'measured round')} after a "
+        f"warm-up. H posts them as JSON batches of {collector.REQUEST_BATCH} from "
+        f"{collector.CONCURRENCY} threads over keep-alive connections to one uvicorn process "
+        "on loopback, and counts until the last row is in the table; D tracks them with one "
+        f"client in process until `close()`. Both write COPY batches of "
+        f"{collector.CLIENT_BATCH}. The load generator, the collector and the database share "
+        "the machine's CPUs.",
+        "",
+        *_table(("arm", "events/s"), rows),
+        "",
+        f"Latency of one batch request ({collector.REQUEST_BATCH} events, from sending it to "
+        f"reading the answer), {result.requests:,} requests:",
+        "",
+        *_table(
+            ("p50", "p90", "p99", "p99.9", "max"),
+            [(*(_ns(latency.at(p)) for p in PERCENTILES), _ns(latency.maximum))],
+        ),
+        "",
+    ]
+
+
 def _ingest_limits(result: ingest.IngestResult) -> list[str]:
     a_over_b = result.rates["A"].median / result.rates["B"].median
     extra = result.cpu_per_1k["C"].median - result.cpu_per_1k["A"].median
@@ -589,6 +621,8 @@ def render(report: Report) -> str:
         lines += _migrations(report.migrations)
     if report.aggregates is not None:
         lines += _aggregates(report.aggregates)
+    if report.collector is not None:
+        lines += _collector(report.collector)
     lines += _limits(report)
     lines += _how_to_run()
     return "\n".join(lines).rstrip() + "\n"

@@ -34,6 +34,9 @@ class Settings:
     #: Days of data (ending at today's UTC midnight) and distinct users in them.
     aggregate_days: int
     aggregate_users: int
+    #: Events per arm of the HTTP collector benchmark, and its measured rounds.
+    collector_events: int = 50_000
+    collector_rounds: int = 3
     #: Fixed seed of every generated data set.
     seed: int = 20240603
 
@@ -73,4 +76,6 @@ QUICK: Final = Settings(
     aggregate_runs=1,
     aggregate_days=90,
     aggregate_users=200,
+    collector_events=2_000,
+    collector_rounds=1,
 )

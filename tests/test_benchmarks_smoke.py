@@ -24,6 +24,7 @@ SECTIONS = [
     "2. `track()` latency",
     "3. Migrations",
     "4. Aggregates",
+    "5. HTTP collector",
     "Running it",
 ]
 # Present when a target was missed, which a smoke run's tiny sizes may or may not do.
@@ -102,6 +103,11 @@ def test_quick_run_writes_every_section_with_computed_ratios(
     aggregates = _rows(text, "4. Aggregates")
     assert aggregates[0][1] == "90"
     assert all(float(row[2]) > 0 for row in aggregates)
+    # Both arms' rates and their ratio; the batch requests' latency percentiles.
+    collector_arms, collector_latency = _tables(text, "5. HTTP collector")
+    assert [row[0][:2] for row in collector_arms] == ["D:", "H:", "H "]
+    assert all(float(row[1].replace(",", "")) > 0 for row in collector_arms)
+    assert all(re.fullmatch(_NUMBER + " (ns|µs|ms)", cell) for cell in collector_latency[0])
 
     # The databases it created are gone; only the fixture's own remains.
     with psycopg.connect(database_url) as conn:

@@ -40,6 +40,9 @@ def test_wheel_installed_elsewhere_runs_all(database_url: str, tmp_path: Path) -
         names = set(archive.namelist())
     assert "analytics_core/_migrations/pre/pre_0001_analytics_events.sql" in names
     assert "analytics_core/_migrations/post/post_0004_backfill.sql" in names
+    # The collector's dashboard is package data: the wheel carries it.
+    for name in ("dashboard.html", "dashboard.js", "dashboard.css"):
+        assert f"analytics_core/collector/static/{name}" in names
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 import weakref
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
 from analytics_core._checks import seconds
-from analytics_core.client._config import ClientConfig
+from analytics_core.client._config import ClientConfig, check_service
 from analytics_core.client._connection import EventsConnection
 from analytics_core.client._lifecycle import forget_client, register_client, register_connection
 from analytics_core.client._log import logger
-from analytics_core.client._queue import EventQueue, LocalIntake
+from analytics_core.client._queue import CallerStamp, EventQueue, LocalIntake, Stamp
 from analytics_core.client._worker import Worker
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import (
@@ -142,6 +144,54 @@ class AnalyticsClient:
         if timestamp.__class__ is datetime and timestamp.tzinfo is UTC and in_range(timestamp):
             return self._intake.put(event, timestamp)
         return self._intake.put(event, check_timestamp(timestamp))
+
+    def track_all(
+        self,
+        events: Sequence[AnalyticsEvent],
+        *,
+        service: str | None = None,
+        timestamps: Sequence[datetime | None] | None = None,
+        event_ids: Sequence[uuid.UUID | None] | None = None,
+    ) -> bool:
+        """Queue every one of ``events``, or none: False when the queue has less room than
+        ``len(events)`` or the client is closed.
+
+        Unlike ``track()``, a refusal drops nothing and counts nothing: the caller still
+        holds the events and can refuse them in turn, for its producer to send them again
+        (the HTTP collector answers 503). ``service`` (default: the client's) is written with
+        all of them. ``timestamps[i]`` and ``event_ids[i]`` belong to ``events[i]`` (same
+        lengths; a None entry, or no sequence, means now and a fresh id).
+
+        A chosen event id makes a retry harmless: the table's unique key is
+        ``(event_id, timestamp)``, and a row found there already counts as written without
+        being written again, so a retry with the same ids and timestamps stores each event
+        once. Everything is checked before anything is queued: ``TypeError`` and
+        ``ValueError`` as ``track()`` and the constructor's ``service``, or for sequences of
+        other lengths. Never blocks, does no I/O.
+        """
+        count = len(events)
+        for name, given in (("timestamps", timestamps), ("event_ids", event_ids)):
+            if given is not None and len(given) != count:
+                raise ValueError(f"{name} has {len(given)} entries for {count} events")
+        row_service = self._config.service if service is None else check_service(service)
+        now: datetime | None = None
+        stamps: list[Stamp] = []
+        for i, event in enumerate(events):
+            if type(event) not in EVENT_CLASSES:
+                check_event(event)
+            timestamp = None if timestamps is None else timestamps[i]
+            event_id = None if event_ids is None else event_ids[i]
+            if event_id is not None and not isinstance(event_id, uuid.UUID):
+                raise TypeError(f"event_ids[{i}] is a {type(event_id).__name__}, not a UUID")
+            if timestamp is None:
+                now = now or datetime.fromtimestamp(_time_ns() // 1_000 / 1e6, UTC)
+                timestamp = now
+            else:
+                timestamp = check_timestamp(timestamp)
+            stamps.append(
+                CallerStamp.of(timestamp, None if event_id is None else event_id.bytes, row_service)
+            )
+        return self._intake.put_all(events, stamps)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything tracked before this call; wait at most ``timeout`` seconds.

@@ -69,13 +69,7 @@ class ClientConfig:
         connect: bool,
     ) -> ClientConfig:
         """Validate every argument; ``connect=False`` (a disabled client) skips the DSN."""
-        if not isinstance(service, str):
-            raise TypeError(f"service must be a str, not {type(service).__name__}")
-        if not 1 <= len(service) <= _MAX_SERVICE_LENGTH or "\x00" in service:
-            raise ValueError(
-                f"service must be 1 to {_MAX_SERVICE_LENGTH} characters without NUL, "
-                f"got {len(service)} characters; use a short name such as 'platform'"
-            )
+        service = check_service(service)
         batch = bounded_int(batch_size, "batch_size", minimum=1, maximum=_MAX_BATCH_SIZE)
         queue_size = bounded_int(max_queue_size, "max_queue_size", minimum=1, maximum=2**31 - 1)
         if queue_size < batch:
@@ -150,3 +144,15 @@ def _checked(database_url: str) -> str:
         # trackers print every exception of the chain.
         raise DatabaseUrlError(f"database_url: {refused}")
     return checked
+
+
+def check_service(service: object) -> str:
+    """``service`` if it fits the ``service`` column; else ``TypeError`` or ``ValueError``."""
+    if not isinstance(service, str):
+        raise TypeError(f"service must be a str, not {type(service).__name__}")
+    if not 1 <= len(service) <= _MAX_SERVICE_LENGTH or "\x00" in service:
+        raise ValueError(
+            f"service must be 1 to {_MAX_SERVICE_LENGTH} characters without NUL, "
+            f"got {len(service)} characters; use a short name such as 'platform'"
+        )
+    return service

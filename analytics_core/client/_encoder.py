@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeAlias
 
-from analytics_core.client._queue import Stamp
+from analytics_core.client._queue import CallerStamp, Stamp
 from analytics_core.events import (
     EVENT_TYPES,
     AnalyticsEvent,
@@ -99,7 +99,7 @@ def build_batch(
     batch: Batch | None = None,
 ) -> Batch:
     """The rows for ``events`` (``stamps[i]`` is when ``events[i]`` happened): timestamps,
-    JSONB documents and fresh event ids.
+    JSONB documents and fresh event ids (for a ``CallerStamp``, the caller's id and service).
 
     This is the per-event work that ``track()`` leaves to the worker. Appends to ``batch``
     when given (and returns it), so a batch can be built in slices. Never raises: an event
@@ -110,11 +110,20 @@ def build_batch(
     built = batch.events
     rows = batch.rows
     service_field = _text_field(service)
+    # The service fields of CallerStamps, made once per service and batch.
+    service_fields = {service: service_field}
     type_fields = _EVENT_TYPE_FIELDS
     payload = event_payload_bytes
     join = b"".join
-    for event, stamp, event_id in zip(events, stamps, new_event_ids(len(events)), strict=True):
+    for event, stamp, fresh_id in zip(events, stamps, new_event_ids(len(events)), strict=True):
         try:
+            event_id = fresh_id
+            row_service = service_field
+            if isinstance(stamp, CallerStamp):
+                event_id = fresh_id if stamp.event_id is None else stamp.event_id
+                row_service = service_fields.get(stamp.service) or service_fields.setdefault(
+                    stamp.service, _text_field(stamp.service)
+                )
             # Field values live in the instance __dict__. Not getattr(event, "user_id", None):
             # for a model without the field, pydantic builds an AttributeError to say so,
             # which costs more than the whole row.
@@ -132,7 +141,7 @@ def build_batch(
                         else stamp // 1_000 - _UNIX_TO_PG_US,
                     ),
                     type_fields[fields["event_type"]],
-                    service_field,
+                    row_service,
                     _NULL if user_id is None else (_UUID_FIELD | user_id.int).to_bytes(20),
                     _pack_data_head(len(data) + 1, 1),
                     data,

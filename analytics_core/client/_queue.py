@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
@@ -25,10 +25,43 @@ from analytics_core.client._log import logger
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import ClientStats
 
-__all__ = ["Chunk", "EventQueue", "LocalIntake", "Stamp"]
+__all__ = ["CallerStamp", "Chunk", "EventQueue", "LocalIntake", "Stamp"]
 
 Stamp: TypeAlias = int | datetime
-"""When an event happened: ``time.time_ns()`` read by ``track()``, or the caller's datetime."""
+"""When an event happened: ``time.time_ns()`` read by ``track()``, or the caller's datetime
+(a ``CallerStamp`` when the caller also chose the event's id or service)."""
+
+
+class CallerStamp(datetime):
+    """A caller's aware datetime carrying what the caller chose for the row: its
+    ``event_id`` (16 bytes; None for a fresh one) and its ``service``.
+
+    A datetime, so that everything that reads stamps reads it as one; the encoder writes the
+    row with these instead of a fresh id and the client's service. Made by ``of``.
+    """
+
+    __slots__ = ("event_id", "service")
+    event_id: bytes | None
+    service: str
+
+    @classmethod
+    def of(cls, at: datetime, event_id: bytes | None, service: str) -> CallerStamp:
+        """``at`` (aware) carrying ``event_id`` and ``service``."""
+        stamp = cls(
+            at.year,
+            at.month,
+            at.day,
+            at.hour,
+            at.minute,
+            at.second,
+            at.microsecond,
+            at.tzinfo,
+            fold=at.fold,
+        )
+        stamp.event_id = event_id
+        stamp.service = service
+        return stamp
+
 
 Chunk: TypeAlias = tuple[list[AnalyticsEvent], list[Stamp]]
 """Events in the order they were tracked, and each one's stamp at the same position."""
@@ -121,6 +154,28 @@ class EventQueue:
                 return False
         # Exactly once per full batch: the append that made it full wakes the worker.
         self.wake.set()
+        return True
+
+    def put_all(self, events: Sequence[AnalyticsEvent], stamps: Sequence[Stamp]) -> bool:
+        """Append every ``(events[i], stamps[i])``, or none of them when the room left is
+        less than ``len(events)`` (or intake is closed). A refusal counts nothing: the caller
+        still holds the events and answers for them (the collector's 503)."""
+        woke = False
+        with self._lock:
+            if self._pending + len(events) > self._capacity:
+                return False
+            self._accepted += len(events)
+            self._pending += len(events)
+            for event, stamp in zip(events, stamps, strict=True):
+                self._events.append(event)
+                self._stamps.append(stamp)
+                if len(self._events) == self._batch_size:
+                    self._full.append((self._events, self._stamps))
+                    self._events = []
+                    self._stamps = []
+                    woke = True
+        if woke:
+            self.wake.set()
         return True
 
     # --- The worker ----------------------------------------------------------------------------
@@ -296,6 +351,17 @@ class LocalIntake:
                 return False
             if self._keep is not None:
                 self._keep(event, stamp)
+            return True
+
+    def put_all(self, events: Sequence[AnalyticsEvent], stamps: Sequence[Stamp]) -> bool:
+        """Keep every event, or none (counting nothing) after ``close_intake()``."""
+        with self._lock:
+            if not self._open:
+                return False
+            self._accepted += len(events)
+            if self._keep is not None:
+                for event, stamp in zip(events, stamps, strict=True):
+                    self._keep(event, stamp)
             return True
 
     def close_intake(self) -> None:
