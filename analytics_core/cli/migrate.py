@@ -325,9 +325,9 @@ def maintain(
     as_json: AsJson = False,
 ) -> None:
     """Run one round of upkeep. Community edition: run every policy job once now (waiting
-    for, or leaving, a job the scheduler is running). Apache edition: refresh the fallback
-    materialized views and drop chunks past retention. Exit 2 when any task failed (the
-    others still ran)."""
+    for, or leaving, a job the scheduler is running). Apache edition: refresh each aggregate
+    incrementally (its last 3 days and late events, one short transaction each) and drop
+    chunks past retention. Exit 2 when any task failed (the others still ran)."""
     url = resolve_url(database_url, MIGRATE_ENV_VARS)
     with _errors(url), migrate.connect(url) as conn:
         result = migrate.maintain(
@@ -440,7 +440,7 @@ def render_status(report: migrate.SchemaStatus) -> None:
         for agg in report.aggregates:
             if agg.watermark is not None:
                 materialized = f"{agg.watermark:%Y-%m-%d %H:%M}"
-            elif agg.kind == "continuous aggregate":
+            elif agg.kind in ("continuous aggregate", "incremental aggregate"):
                 materialized = "nothing yet"
             else:
                 materialized = ""

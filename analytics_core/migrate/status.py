@@ -23,6 +23,8 @@ from analytics_core.migrate.edition import (
     inspect_server,
     preflight_problems,
 )
+from analytics_core.migrate.incremental import KIND as INCREMENTAL
+from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.jobs import (
     JobStatus,
     MaintenanceRun,
@@ -107,10 +109,13 @@ class AggregateStatus:
     """One of the seven aggregates as it exists. Times are UTC."""
 
     name: str
-    #: "continuous aggregate", "materialized view" or "view"; None when it does not exist.
+    #: "continuous aggregate" (Community edition), "incremental aggregate" (Apache edition:
+    #: a view over incrementally materialized rows), "materialized view" (the Apache
+    #: edition's shape before post_0006) or "view"; None when it does not exist.
     kind: str | None
-    #: Up to where a continuous aggregate is materialized; None when nothing is materialized
-    #: yet (TimescaleDB's watermark is then the minimum timestamp) or for other kinds.
+    #: Up to where it is materialized (later buckets are computed from the events when read);
+    #: None when nothing is materialized yet (TimescaleDB's watermark is then the minimum
+    #: timestamp) or for a plain materialized view.
     watermark: datetime | None
     #: The newest bucket it holds; None when it holds none.
     latest_bucket: datetime | None
@@ -287,7 +292,12 @@ def _features(server: ServerInfo) -> tuple[Feature, ...]:
             "fallback",
             f"`analytics-migrate maintain` drops chunks older than {_days(RETENTION)}",
         ),
-        Feature("aggregates", "fallback", "materialized views refreshed by `maintain`"),
+        Feature(
+            "aggregates",
+            "fallback",
+            "tables refreshed incrementally by `maintain` (or pg_cron) under views that add "
+            "the buckets since from the events; rows outlive retention",
+        ),
     )
 
 
@@ -347,6 +357,7 @@ def _aggregates(
     maintenance: tuple[MaintenanceRun, ...],
 ) -> tuple[AggregateStatus, ...]:
     continuous = set(_materialization_names(conn).values())
+    incremental = incremental_aggregates(conn)
     matviews = {
         str(name) for (name,) in conn.execute("SELECT matviewname FROM pg_matviews").fetchall()
     }
@@ -381,6 +392,13 @@ def _aggregates(
             watermark = row[0] if row else None
         elif aggregate.name in matviews:
             kind = "materialized view"
+        elif aggregate.name in incremental:
+            kind = INCREMENTAL
+            state = incremental[aggregate.name]
+            watermark = state.materialized_until
+            if state.refreshed_at is not None:
+                # pg_cron's refreshes leave no maintenance record: the state row tells.
+                refreshed.setdefault(aggregate.name, []).append(state.refreshed_at)
         elif aggregate.name in views:
             kind = "view"
         if kind is not None and _is_populated(conn, aggregate.name):
