@@ -41,14 +41,22 @@ from analytics_core.migrate.runner import (
     dry_run,
     plan,
 )
+from analytics_core.migrate.scheduling import (
+    CronJob,
+    PgCronUnavailable,
+    read_cron_jobs,
+    schedule_upkeep,
+    unschedule_upkeep,
+)
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
-from analytics_core.migrate.status import SchemaStatus, read_status
+from analytics_core.migrate.status import SchemaStatus, read_status, with_cron_jobs
 
 __all__ = [
     "DEFAULT_JOB_WAIT",
     "MINIMUM_TIMESCALEDB",
     "ApplyResult",
     "ConnectionFailed",
+    "CronJob",
     "DriftDetected",
     "DriftKind",
     "DryRun",
@@ -62,6 +70,7 @@ __all__ = [
     "MigrationFailed",
     "MigrationFile",
     "PendingPreDeploy",
+    "PgCronUnavailable",
     "Phase",
     "PlannedMigration",
     "PreflightError",
@@ -82,7 +91,11 @@ __all__ = [
     "pause_jobs",
     "plan",
     "plan_repair",
+    "read_cron_jobs",
     "read_status",
     "repair",
     "resolve_database_url",
+    "schedule_upkeep",
+    "unschedule_upkeep",
+    "with_cron_jobs",
 ]

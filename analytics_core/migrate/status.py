@@ -6,7 +6,7 @@ Read-only throughout: ``status`` must work on a replica or with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from analytics_core.migrate.edition import (
     inspect_server,
     preflight_problems,
 )
+from analytics_core.migrate.errors import MigrateError
 from analytics_core.migrate.incremental import KIND as INCREMENTAL
 from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.jobs import (
@@ -33,6 +34,7 @@ from analytics_core.migrate.jobs import (
     worker_warnings,
 )
 from analytics_core.migrate.ledger import read_ledger
+from analytics_core.migrate.scheduling import CronJob, read_cron_jobs
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
 from analytics_core.schema import AGGREGATES, COMPRESS_AFTER, EVENTS_TABLE, RETENTION
 
@@ -47,6 +49,7 @@ __all__ = [
     "SchemaDrift",
     "SchemaStatus",
     "read_status",
+    "with_cron_jobs",
 ]
 
 
@@ -151,6 +154,9 @@ class SchemaStatus:
     #: Migrations in the ledger with no file in this package (deleted, renamed, or applied
     #: by a newer release): drift.
     unknown_migrations: tuple[str, ...] = ()
+    #: Our pg_cron jobs with their last runs (Apache edition, where ``post --pg-cron``
+    #: scheduled them); see :func:`with_cron_jobs`.
+    cron_jobs: tuple[CronJob, ...] = ()
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -254,6 +260,18 @@ def read_status(
         maintenance=maintenance,
         unknown_migrations=unknown,
     )
+
+
+def with_cron_jobs(status: SchemaStatus, url: str) -> SchemaStatus:
+    """``status`` with our pg_cron jobs, which live in pg_cron's own database and so need a
+    session there; a warning instead of the jobs where that database cannot be read."""
+    if status.server.edition is not Edition.APACHE:
+        return status
+    try:
+        jobs = read_cron_jobs(url)
+    except MigrateError as error:
+        return replace(status, warnings=(*status.warnings, str(error)))
+    return replace(status, cron_jobs=jobs)
 
 
 def _preload_warning(server: ServerInfo) -> tuple[str, ...]:
