@@ -34,6 +34,9 @@ class Settings:
     #: Days of data (ending at today's UTC midnight) and distinct users in them.
     aggregate_days: int
     aggregate_users: int
+    #: Events per day in the maintain benchmark's databases, and its timed runs.
+    maintain_events_per_day: int
+    maintain_runs: int
     #: Fixed seed of every generated data set.
     seed: int = 20240603
 
@@ -56,6 +59,8 @@ FULL: Final = Settings(
     aggregate_runs=5,
     aggregate_days=90,
     aggregate_users=2_000,
+    maintain_events_per_day=20_000,
+    maintain_runs=5,
 )
 
 #: A smoke run that exercises every code path in seconds; its figures mean little.
@@ -73,4 +78,6 @@ QUICK: Final = Settings(
     aggregate_runs=1,
     aggregate_days=90,
     aggregate_users=200,
+    maintain_events_per_day=300,
+    maintain_runs=1,
 )

@@ -24,6 +24,7 @@ SECTIONS = [
     "2. `track()` latency",
     "3. Migrations",
     "4. Aggregates",
+    "5. Maintenance",
     "Running it",
 ]
 # Present when a target was missed, which a smoke run's tiny sizes may or may not do.
@@ -36,6 +37,7 @@ TARGETS = [
     ("migrations", "analytics-migrate status"),
     ("aggregates", "DAU/WAU/MAU, 90 days: queries.active_users"),
     ("aggregates", "API latency p95 per endpoint and hour, 7 days: queries.api_latency"),
+    ("maintain", "one maintain, 3 new days on 90 vs 10 days of history"),
 ]
 _NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?"
 
@@ -102,6 +104,9 @@ def test_quick_run_writes_every_section_with_computed_ratios(
     aggregates = _rows(text, "4. Aggregates")
     assert aggregates[0][1] == "90"
     assert all(float(row[2]) > 0 for row in aggregates)
+    maintained = _rows(text, "5. Maintenance")
+    assert [row[0] for row in maintained] == ["10 days", "90 days"]
+    assert all(re.fullmatch(_NUMBER + " s", row[2]) for row in maintained), maintained
 
     # The databases it created are gone; only the fixture's own remains.
     with psycopg.connect(database_url) as conn:
