@@ -224,7 +224,7 @@ def test_repair_rebuilds_a_dropped_aggregate_with_its_rows_and_is_then_a_no_op(
         "grant the reader role the aggregates",
         f"backfill {dau}",
     ] + (
-        ["turn the materialized views into incrementally refreshed aggregates"]
+        [f"convert {dau} into an incremental aggregate"]
         if edition is Edition.APACHE else []
     )
     assert document["remaining"] == []

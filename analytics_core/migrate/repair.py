@@ -98,10 +98,6 @@ def plan_repair(
     grants = RepairStep(
         "grant the reader role the aggregates", _matching(statements, r"DO \$grants\$")
     )
-    convert = RepairStep(
-        "turn the materialized views into incrementally refreshed aggregates",
-        _matching(statements, r"SELECT analytics_convert_aggregate\("),
-    )
     steps: list[RepairStep] = []
     backfills: list[RepairStep] = []
     converts: list[RepairStep] = []
@@ -124,8 +120,13 @@ def plan_repair(
                     transactional=False,
                 )
             )
-            if edition is Edition.APACHE and convert not in converts:
-                converts.append(convert)
+            if edition is Edition.APACHE:
+                converts.append(
+                    RepairStep(
+                        f"convert {name} into an {INCREMENTAL}",
+                        _matching(statements, rf"SELECT analytics_convert_aggregate\('{name}'\)"),
+                    )
+                )
         elif item.kind in (DriftKind.ROLE, DriftKind.PRIVILEGES):
             step = RepairStep("create the analytics roles and grant what they need", roles)
             if step not in steps:

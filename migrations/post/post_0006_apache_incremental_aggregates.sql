@@ -1,3 +1,4 @@
+-- transactional: false
 -- Apache edition: aggregates that keep their history and refresh incrementally.
 --
 -- The materialized views of post_0002 were refreshed whole from the raw events, so once
@@ -22,8 +23,10 @@
 -- events since the previous runs (found by the events' ids, which follow insertion order).
 -- Readers never see half a refresh: the rows and the watermark change in one transaction.
 --
--- Existing rows move over unchanged. The Community edition keeps its continuous
--- aggregates: this migration applies nothing there.
+-- Existing rows move over unchanged. Each aggregate converts in a transaction of its own, so
+-- a reader waits for at most one conversion (copying its rows), and a failed step leaves the
+-- ones before it done; every step is safe to run again. The Community edition keeps its
+-- continuous aggregates: this migration applies nothing there.
 
 --@apache
 CREATE TABLE IF NOT EXISTS analytics_aggregate_refreshes (
@@ -260,7 +263,13 @@ BEGIN
 END
 $$;
 
-SELECT analytics_convert_aggregate(aggregate) FROM analytics_aggregate_refreshes ORDER BY aggregate;
+SELECT analytics_convert_aggregate('analytics_daily_active_users');
+SELECT analytics_convert_aggregate('analytics_task_stats_daily');
+SELECT analytics_convert_aggregate('analytics_api_latency_hourly');
+SELECT analytics_convert_aggregate('analytics_integration_health_daily');
+SELECT analytics_convert_aggregate('analytics_auth_events_daily');
+SELECT analytics_convert_aggregate('analytics_cocoon_activity_daily');
+SELECT analytics_convert_aggregate('analytics_errors_hourly');
 
 DO $grants$
 BEGIN
