@@ -100,14 +100,17 @@ def _full_recompute(url: str) -> float:
         return time.perf_counter() - began
 
 
-def run(server: BenchServer, settings: Settings, log: Callable[[str], None]) -> MaintenanceResult:
-    """Build both databases on ``server``, time ``settings.maintain_runs`` rounds each."""
+def run(
+    server: BenchServer, settings: Settings, log: Callable[[str], None], *, keep: bool = False
+) -> MaintenanceResult:
+    """Build both databases on ``server``, time ``settings.maintain_runs`` rounds each; drop
+    them afterwards unless ``keep``."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     new_start = today - timedelta(days=NEW_DAYS)
     short, long = HISTORY_DAYS
     with (
-        server.database(f"maintain_{short}d") as short_url,
-        server.database(f"maintain_{long}d") as long_url,
+        server.database(f"maintain_{short}d", keep=keep) as short_url,
+        server.database(f"maintain_{long}d", keep=keep) as long_url,
     ):
         urls = {short: short_url, long: long_url}
         for days, url in urls.items():

@@ -142,7 +142,9 @@ def run(
         ingested = in_database("ingest", lambda url: ingest.run(url, settings, log))
         measured = in_database("latency", lambda url: latency.run(url, settings, log))
         migrated = migrations.run(server, settings, log) if "migrations" in only else None
-        maintained = maintenance.run(server, settings, log) if "maintain" in only else None
+        maintained = (
+            maintenance.run(server, settings, log, keep=keep) if "maintain" in only else None
+        )
         aggregated = in_database("aggregates", lambda url: aggregates.run(url, settings, log))
     return Report(
         environment=environment,

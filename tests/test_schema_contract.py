@@ -197,7 +197,7 @@ def test_the_apache_refresh_literals_are_the_settings() -> None:
     bucket_of_now_minus = rf"time_bucket\(state\.bucket_width, now\(\) - {_INTERVAL}\)"
     (end,) = re.findall(rf"window_end := greatest\({bucket_of_now_minus}", text)
     (start,) = re.findall(rf"window_start := least\({bucket_of_now_minus}", text)
-    (lookback,) = re.findall(rf"{bucket_of_now_minus}\s*AND e\.\"timestamp\" < window_start", text)
+    (lookback,) = re.findall(rf"lookback_start := {bucket_of_now_minus}", text)
     assert (_interval(start), _interval(end), _interval(lookback)) == (
         REFRESH_START_OFFSET, REFRESH_END_OFFSET, LATE_EVENTS_LOOKBACK
     )

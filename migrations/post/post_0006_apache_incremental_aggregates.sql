@@ -183,16 +183,17 @@ RETURNS text
 LANGUAGE plpgsql
 AS $refresh$
 DECLARE
-    state         analytics_aggregate_refreshes;
-    stored        text := aggregate || '_materialized';
-    between_fn    text := aggregate || '_between';
-    last_id       bigint := coalesce(analytics_events_last_id(), 0);
-    window_start  timestamptz;
-    window_end    timestamptz;
-    late          timestamptz[];
-    range_start   timestamptz;
-    range_end     timestamptz;
-    done          text;
+    state          analytics_aggregate_refreshes;
+    stored         text := aggregate || '_materialized';
+    between_fn     text := aggregate || '_between';
+    last_id        bigint := coalesce(analytics_events_last_id(), 0);
+    window_start   timestamptz;
+    window_end     timestamptz;
+    lookback_start timestamptz;
+    late           timestamptz[];
+    range_start    timestamptz;
+    range_end      timestamptz;
+    done           text;
 BEGIN
     SELECT * INTO state FROM analytics_aggregate_refreshes r
      WHERE r.aggregate = analytics_refresh_aggregate.aggregate FOR UPDATE;
@@ -209,13 +210,14 @@ BEGIN
 
     -- Late events: buckets of the last 14 days before the window that received rows since
     -- the runs before. Older buckets are left as they are (README: "late events").
-    IF state.materialized_until IS NOT NULL THEN
-        SELECT array_agg(DISTINCT time_bucket(state.bucket_width, e."timestamp"))
-          INTO late
-          FROM analytics_events e
-         WHERE e."timestamp" >= time_bucket(state.bucket_width, now() - INTERVAL '14 days')
-           AND e."timestamp" < window_start
-           AND e.id > state.seen_id;
+    lookback_start := time_bucket(state.bucket_width, now() - INTERVAL '14 days');
+    IF state.materialized_until IS NOT NULL AND lookback_start < window_start THEN
+        -- EXECUTE plans with the values, so only the chunks of the range are opened: with
+        -- many chunks, planning over all of them would cost more than the scan.
+        EXECUTE 'SELECT array_agg(DISTINCT time_bucket($1, "timestamp")) FROM analytics_events'
+                ' WHERE "timestamp" >= $2 AND "timestamp" < $3 AND id > $4'
+           INTO late
+          USING state.bucket_width, lookback_start, window_start, state.seen_id;
     END IF;
 
     EXECUTE format('DELETE FROM %I WHERE %I >= $1 AND %I < $2',
