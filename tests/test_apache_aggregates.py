@@ -226,16 +226,21 @@ def test_maintain_is_not_blocked_by_a_long_reader(apache_url: str) -> None:
 # --- moving an existing database over ------------------------------------------------------
 
 
-def test_an_existing_apache_database_moves_over_with_every_row(database_url: str) -> None:
+@pytest.mark.parametrize("recent_days", [4, 0], ids=["with recent events", "only expired ones"])
+def test_an_existing_apache_database_moves_over_with_every_row(
+    database_url: str, recent_days: int
+) -> None:
+    # Without recent events, the newest bucket's events are gone too: its row must stay.
     files = load_migrations()
     before_0006 = {
         phase: [m for m in migrations if m.id != POST_0006] for phase, migrations in files.items()
     }
     apply(database_url, (Phase.PRE, Phase.POST), migrations=before_0006)
     require_apache(database_url)
+    recent = product_history(day_of(NOW) - timedelta(days=3), recent_days, seed=52).rows
     data = Dataset(
         product_history(day_of(NOW) - timedelta(days=100), 2, seed=51).rows
-        + product_history(day_of(NOW) - timedelta(days=3), 4, seed=52).rows
+        + (recent if recent_days else [])
     )
     seeding.insert(database_url, data.rows)
     with psycopg.connect(database_url, autocommit=True) as conn:

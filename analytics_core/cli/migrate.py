@@ -48,8 +48,8 @@ Exit codes: {EXIT_OK} success (for status: up to date);
 the schema not what the migrations build on this edition (status), or a deploy refused for
 the same reasons or because pre-deploy migrations are pending (post); {EXIT_ERROR} cannot
 connect, preflight failed (status too), a migration or repair
-step failed, the migration lock was not obtained in time, a maintenance task failed, or bad
-input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to date, but a policy job's work is not
+step failed, the migration lock was not obtained in time, a maintenance task failed, --pg-cron
+where pg_cron is not loaded, or bad input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to date, but a policy job's work is not
 getting done (failing, overdue or paused without `maintain`).
 """
 

@@ -159,8 +159,14 @@ BEGIN
         aggregate, aggregate, stored, state.bucket_column, between_fn);
 
     -- The newest bucket may have been partial when the view was refreshed: it is computed
-    -- live from now on, and the next refresh materializes it.
+    -- live from now on, and the next refresh materializes it. Unless its events are gone
+    -- (retention dropped their chunk; a bucket lies in one chunk): then its row stays.
     EXECUTE format('SELECT max(%I) FROM %I', state.bucket_column, stored) INTO until;
+    IF until IS NOT NULL AND NOT EXISTS (
+        SELECT FROM analytics_events e
+         WHERE e."timestamp" >= until AND e."timestamp" < until + state.bucket_width) THEN
+        until := until + state.bucket_width;
+    END IF;
     EXECUTE format('DELETE FROM %I WHERE %I >= %L', stored, state.bucket_column, until);
     -- Whatever arrived for older buckets since the view's refresh is unknown: the first
     -- refresh looks at every event of the last 14 days.
