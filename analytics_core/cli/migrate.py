@@ -49,8 +49,9 @@ the schema not what the migrations build on this edition (status), or a deploy r
 the same reasons or because pre-deploy migrations are pending (post); {EXIT_ERROR} cannot
 connect, preflight failed (status too), a migration or repair
 step failed, the migration lock was not obtained in time, a maintenance task failed, --pg-cron
-where pg_cron is not loaded, or bad input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to date, but a policy job's work is not
-getting done (failing, overdue or paused without `maintain`).
+where pg_cron is not loaded, or bad input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to
+date, but a policy job's work is not getting done (failing, overdue or paused without
+`maintain`).
 """
 
 app = typer.Typer(

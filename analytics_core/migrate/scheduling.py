@@ -163,12 +163,13 @@ def read_cron_jobs(url: str) -> tuple[CronJob, ...]:
     """Our pg_cron jobs for the database at ``url`` with their last runs; empty where pg_cron
     is not loaded or not created. Read-only. pg_cron shows a role only its own jobs (a
     superuser sees all). Raises MigrateError when the cron database cannot be read."""
-    with connect(url) as conn, connection.read_transaction(conn):
-        database = _current_database(conn)
-        cron_db = cron_database(conn)
-    if cron_db is None:
-        return ()
+    cron_db: str | None = None
     try:
+        with connect(url) as conn, connection.read_transaction(conn):
+            database = _current_database(conn)
+            cron_db = cron_database(conn)
+        if cron_db is None:
+            return ()
         with (
             connect(connection.with_database(url, cron_db)) as cron,
             connection.read_transaction(cron),
@@ -191,7 +192,8 @@ def read_cron_jobs(url: str) -> tuple[CronJob, ...]:
                 (database, f"{_REFRESH} {database}", f"{_RETENTION} {database}"),
             ).fetchall()
     except (psycopg.Error, ConnectionFailed) as error:
-        raise MigrateError(f"cannot read the pg_cron jobs in database {cron_db}: {error}") from None
+        where = f" in database {cron_db}" if cron_db else ""
+        raise MigrateError(f"cannot read the pg_cron jobs{where}: {error}") from None
     return tuple(
         CronJob(int(job_id), str(name), str(schedule), str(command), bool(active), *last)
         for job_id, name, schedule, command, active, *last in rows
