@@ -313,8 +313,8 @@ def _features(server: ServerInfo) -> tuple[Feature, ...]:
         Feature(
             "aggregates",
             "fallback",
-            "tables refreshed incrementally by `maintain` (or pg_cron) under views that add "
-            "the buckets since from the events; rows outlive retention",
+            "views over tables refreshed incrementally by `maintain` (or pg_cron), newer "
+            "buckets computed from the events; rows outlive retention",
         ),
     )
 
