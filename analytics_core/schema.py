@@ -13,6 +13,7 @@ from typing import Final
 
 __all__ = [
     "AGGREGATES",
+    "AGGREGATE_REFRESHES_TABLE",
     "API_LATENCY_HOURLY",
     "AUTH_EVENTS_DAILY",
     "CHUNK_INTERVAL",
@@ -26,6 +27,7 @@ __all__ = [
     "EVENTS_TABLE",
     "EVENT_COPY_COLUMNS",
     "INTEGRATION_HEALTH_DAILY",
+    "LATE_EVENTS_LOOKBACK",
     "MAINTENANCE_RUNS_TABLE",
     "READER_ROLE",
     "REFRESH_END_OFFSET",
@@ -49,6 +51,10 @@ MAINTENANCE_RUNS_TABLE: Final = "analytics_maintenance_runs"
 #: The audit log of erasures (``analytics-users erase``): no personal data, a hash per user.
 ERASURES_TABLE: Final = "analytics_erasures"
 
+#: Apache edition: each aggregate's watermark and what its last incremental refresh saw
+#: (see migrations/post/post_0006_apache_incremental_aggregates.sql).
+AGGREGATE_REFRESHES_TABLE: Final = "analytics_aggregate_refreshes"
+
 #: The columns the writer fills with COPY, in order; ``id`` comes from its sequence.
 EVENT_COPY_COLUMNS: Final = ("timestamp", "event_type", "service", "user_id", "data", "event_id")
 
@@ -62,6 +68,9 @@ RETENTION: Final = timedelta(days=90)
 REFRESH_START_OFFSET: Final = timedelta(days=3)
 REFRESH_END_OFFSET: Final = timedelta(hours=1)
 REFRESH_SCHEDULE: Final = timedelta(hours=1)
+#: Apache edition: how far back an incremental refresh looks for events that arrived late
+#: for buckets older than its window (older late events are not folded in).
+LATE_EVENTS_LOOKBACK: Final = timedelta(days=14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,16 @@ class Aggregate:
     time_column: str
     bucket: timedelta
     keys: tuple[str, ...]
+
+    @property
+    def materialized_table(self) -> str:
+        """Apache edition: the table of its materialized rows (the view reads it)."""
+        return f"{self.name}_materialized"
+
+    @property
+    def between_function(self) -> str:
+        """Apache edition: the function computing its rows from the events of a time range."""
+        return f"{self.name}_between"
 
 
 DAILY_ACTIVE_USERS: Final = Aggregate(

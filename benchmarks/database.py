@@ -65,7 +65,8 @@ def edition_of(conn: psycopg.Connection[Any]) -> Edition | None:
 def refresh_aggregates(url: str) -> None:
     """Bring every aggregate up to date with the events table, whatever the edition.
 
-    Apache edition: one round of ``maintain`` (it refreshes the materialized views).
+    Apache edition: one round of ``maintain`` (its first refresh of an aggregate takes in
+    every event; later ones, the last days and late events).
     Community edition: a full refresh of each continuous aggregate, one at a time; the
     policies behind ``maintain`` only refresh the last few days. Raises RuntimeError when a
     refresh failed.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from analytics_core.connection import mask_password
-from benchmarks import aggregates, collector, ingest, latency, migrations
+from benchmarks import aggregates, collector, ingest, latency, maintenance, migrations
 from benchmarks.database import ENV_VARS, find_server
 from benchmarks.environment import describe_environment
 from benchmarks.report import Report, render, targets
@@ -29,7 +29,7 @@ __all__ = ["BENCHMARKS", "DEFAULT_OUTPUT", "main", "run"]
 
 DEFAULT_OUTPUT: Final = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 #: In the order they run: the cheap, sensitive ones before the one that loads 5 M rows.
-BENCHMARKS: Final = ("ingest", "latency", "collector", "migrations", "aggregates")
+BENCHMARKS: Final = ("ingest", "latency", "collector", "migrations", "maintain", "aggregates")
 _DEFAULT_PREFIX: Final = "analytics_bench"
 # Size options: flag name -> Settings field.
 _SIZES: Final = {
@@ -43,6 +43,8 @@ _SIZES: Final = {
     "aggregate-runs": "aggregate_runs",
     "collector-events": "collector_events",
     "collector-rounds": "collector_rounds",
+    "maintain-events-per-day": "maintain_events_per_day",
+    "maintain-runs": "maintain_runs",
 }
 
 T = TypeVar("T")
@@ -143,6 +145,9 @@ def run(
         measured = in_database("latency", lambda url: latency.run(url, settings, log))
         collected = in_database("collector", lambda url: collector.run(url, settings, log))
         migrated = migrations.run(server, settings, log) if "migrations" in only else None
+        maintained = (
+            maintenance.run(server, settings, log, keep=keep) if "maintain" in only else None
+        )
         aggregated = in_database("aggregates", lambda url: aggregates.run(url, settings, log))
     return Report(
         environment=environment,
@@ -154,6 +159,7 @@ def run(
         migrations=migrated,
         aggregates=aggregated,
         collector=collected,
+        maintenance=maintained,
     )
 
 

@@ -34,6 +34,9 @@ class Settings:
     #: Days of data (ending at today's UTC midnight) and distinct users in them.
     aggregate_days: int
     aggregate_users: int
+    #: Events per day in the maintain benchmark's databases, and its timed runs.
+    maintain_events_per_day: int
+    maintain_runs: int
     #: Events per arm of the HTTP collector benchmark, and its measured rounds.
     collector_events: int = 50_000
     collector_rounds: int = 3
@@ -59,6 +62,8 @@ FULL: Final = Settings(
     aggregate_runs=5,
     aggregate_days=90,
     aggregate_users=2_000,
+    maintain_events_per_day=20_000,
+    maintain_runs=5,
 )
 
 #: A smoke run that exercises every code path in seconds; its figures mean little.
@@ -76,6 +81,8 @@ QUICK: Final = Settings(
     aggregate_runs=1,
     aggregate_days=90,
     aggregate_users=200,
+    maintain_events_per_day=300,
+    maintain_runs=1,
     collector_events=2_000,
     collector_rounds=1,
 )

@@ -25,6 +25,7 @@ SECTIONS = [
     "3. Migrations",
     "4. Aggregates",
     "5. HTTP collector",
+    "6. Maintenance",
     "Running it",
 ]
 # Present when a target was missed, which a smoke run's tiny sizes may or may not do.
@@ -37,6 +38,7 @@ TARGETS = [
     ("migrations", "analytics-migrate status"),
     ("aggregates", "DAU/WAU/MAU, 90 days: queries.active_users"),
     ("aggregates", "API latency p95 per endpoint and hour, 7 days: queries.api_latency"),
+    ("maintain", "one maintain, 3 new days on 90 vs 10 days of history"),
 ]
 _NUMBER = r"[0-9][0-9,]*(?:\.[0-9]+)?"
 
@@ -108,6 +110,9 @@ def test_quick_run_writes_every_section_with_computed_ratios(
     assert [row[0][:2] for row in collector_arms] == ["D:", "H:", "H "]
     assert all(float(row[1].replace(",", "")) > 0 for row in collector_arms)
     assert all(re.fullmatch(_NUMBER + " (ns|µs|ms)", cell) for cell in collector_latency[0])
+    maintained = _rows(text, "6. Maintenance")
+    assert [row[0] for row in maintained] == ["10 days", "90 days"]
+    assert all(re.fullmatch(_NUMBER + " s", row[2]) for row in maintained), maintained
 
     # The databases it created are gone; only the fixture's own remains.
     with psycopg.connect(database_url) as conn:

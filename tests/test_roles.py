@@ -67,6 +67,18 @@ def denied(url: str, statement: str) -> bool:
     return False
 
 
+def drop_statement(url: str, name: str) -> str:
+    """How the aggregate ``name`` is dropped: a continuous aggregate as a materialized view,
+    the Apache edition's aggregate as the view it is."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT FROM timescaledb_information.continuous_aggregates"
+            " WHERE view_name = %s)",
+            (name,),
+        ).fetchone()
+    return f"DROP {'MATERIALIZED VIEW' if row and row[0] else 'VIEW'} {name}"
+
+
 def test_a_writer_writes_events_and_can_do_nothing_else(login_as: LoginAs) -> None:
     writer = login_as(WRITER_ROLE)
     with AnalyticsClient(writer, service="roles-test") as client:
@@ -79,7 +91,7 @@ def test_a_writer_writes_events_and_can_do_nothing_else(login_as: LoginAs) -> No
     assert denied(writer, f"DELETE FROM {EVENTS_TABLE}")
     assert denied(writer, f"ALTER TABLE {EVENTS_TABLE} ADD COLUMN x int")
     assert denied(writer, f"DROP TABLE {EVENTS_TABLE}")
-    assert denied(writer, f"DROP MATERIALIZED VIEW {AGGREGATES[1].name}")
+    assert denied(writer, drop_statement(writer, AGGREGATES[1].name))
 
 
 def test_a_reader_runs_status_dry_run_and_every_report_and_writes_nothing(
@@ -102,7 +114,7 @@ def test_a_reader_runs_status_dry_run_and_every_report_and_writes_nothing(
         json.loads(result.stdout)
     assert denied(reader, f"INSERT INTO {EVENTS_TABLE} (event_type, service, data)"
                           " VALUES ('x', 'y', '{}')")
-    assert denied(reader, f"DROP MATERIALIZED VIEW {AGGREGATES[0].name}")
+    assert denied(reader, drop_statement(reader, AGGREGATES[0].name))
 
 
 def test_the_reader_cannot_read_the_applications_own_tables(

@@ -19,6 +19,7 @@ from analytics_core.schema import (
     COMPRESS_SEGMENT_BY,
     EVENT_COPY_COLUMNS,
     EVENTS_TABLE,
+    LATE_EVENTS_LOOKBACK,
     REFRESH_END_OFFSET,
     REFRESH_SCHEDULE,
     REFRESH_START_OFFSET,
@@ -182,3 +183,32 @@ def test_every_refresh_policy_literal_is_the_setting() -> None:
         assert (_interval(start), _interval(end), _interval(every)) == (
             REFRESH_START_OFFSET, REFRESH_END_OFFSET, REFRESH_SCHEDULE
         )
+
+
+def _apache_sql(migration_id: str) -> str:
+    (migration,) = [m for m in MIGRATIONS[Phase.POST] if m.id == migration_id]
+    return "\n".join(migration.statements(Edition.APACHE)[1])
+
+
+def test_the_apache_refresh_literals_are_the_settings() -> None:
+    """The incremental refresh's window and late-event lookback, and each aggregate's bucket,
+    are those of schema.py (and so of the Community refresh policies)."""
+    text = _apache_sql("post_0006_apache_incremental_aggregates")
+    bucket_of_now_minus = rf"time_bucket\(state\.bucket_width, now\(\) - {_INTERVAL}\)"
+    (end,) = re.findall(rf"window_end := greatest\({bucket_of_now_minus}", text)
+    (start,) = re.findall(rf"window_start := least\({bucket_of_now_minus}", text)
+    (lookback,) = re.findall(rf"lookback_start := {bucket_of_now_minus}", text)
+    assert (_interval(start), _interval(end), _interval(lookback)) == (
+        REFRESH_START_OFFSET, REFRESH_END_OFFSET, LATE_EVENTS_LOOKBACK
+    )
+    registered = re.findall(r"\('(\w+)',\s*'(\w+)',\s*" + _INTERVAL + r"\)", text)
+    assert [(name, column, _interval(width)) for name, column, width in registered] == [
+        (a.name, a.time_column, a.bucket) for a in AGGREGATES
+    ]
+
+
+def test_the_apache_incremental_migration_applies_nothing_on_the_community_edition() -> None:
+    (migration,) = [
+        m for m in MIGRATIONS[Phase.POST] if m.id == "post_0006_apache_incremental_aggregates"
+    ]
+    assert migration.statements(Edition.COMMUNITY)[1] == ()

@@ -18,6 +18,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from analytics_core import migrate
+from analytics_core._json import jsonable
 from analytics_core.cli._command_line import (
     EXIT_ERROR,
     AsJson,
@@ -53,9 +54,10 @@ Exit codes: {EXIT_OK} success (for status: up to date);
 the schema not what the migrations build on this edition (status), or a deploy refused for
 the same reasons or because pre-deploy migrations are pending (post); {EXIT_ERROR} cannot
 connect, preflight failed (status too), a migration or repair
-step failed, the migration lock was not obtained in time, a maintenance task failed, or bad
-input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to date, but a policy job's work is not
-getting done (failing, overdue or paused without `maintain`).
+step failed, the migration lock was not obtained in time, a maintenance task failed, --pg-cron
+where pg_cron is not loaded, or bad input; {EXIT_JOBS_UNHEALTHY} status --check-jobs: up to
+date, but a policy job's work is not getting done (failing, overdue or paused without
+`maintain`).
 """
 
 app = typer.Typer(
@@ -98,6 +100,17 @@ DdlLockTimeout = Annotated[
         min=0.001,
         max=3_600.0,
         help="Seconds one DDL statement may wait for a table lock (keeps ingestion flowing).",
+    ),
+]
+
+PgCron = Annotated[
+    bool,
+    typer.Option(
+        "--pg-cron",
+        help="Apache edition: also schedule the upkeep with pg_cron (the incremental refresh "
+        "hourly, retention daily), creating the extension in cron.database_name. Refused "
+        "(exit 2, before anything is applied) where pg_cron is not loaded. Off by default: "
+        "pg_cron is cluster-wide and needs a superuser or the platform's admin role.",
     ),
 ]
 
@@ -144,24 +157,44 @@ def _apply(
     allow_drift: bool,
     as_json: bool,
     adopt: bool = False,
+    pg_cron: bool = False,
 ) -> None:
     url = resolve_url(url_option, MIGRATE_ENV_VARS)
-    with _errors(url), _progress(enabled=not as_json) as report:
-        result = migrate.apply(
-            url,
-            phases,
-            lock_wait=timedelta(seconds=lock_wait),
-            ddl_lock_timeout=timedelta(seconds=ddl_lock_timeout),
-            progress=report,
-            allow_drift=allow_drift,
-            adopt=adopt,
-        )
+    cron_jobs: tuple[migrate.CronJob, ...] = ()
+    with _errors(url):
+        if pg_cron:
+            with migrate.connect(url) as conn, read_transaction(conn):
+                if migrate.scheduling.cron_database(conn) is None:
+                    raise migrate.PgCronUnavailable(
+                        "--pg-cron: pg_cron is not loaded on this server (add it to "
+                        "shared_preload_libraries and restart); nothing was applied"
+                    )
+        with _progress(enabled=not as_json) as report:
+            result = migrate.apply(
+                url,
+                phases,
+                lock_wait=timedelta(seconds=lock_wait),
+                ddl_lock_timeout=timedelta(seconds=ddl_lock_timeout),
+                progress=report,
+                allow_drift=allow_drift,
+                adopt=adopt,
+            )
+        if pg_cron and result.server.edition is Edition.APACHE:
+            cron_jobs = migrate.schedule_upkeep(url)
     if as_json:
-        print_json(result.to_json())
-    elif result.applied:
+        document = result.to_json()
+        if pg_cron:
+            document["cron_jobs"] = [jsonable(job) for job in cron_jobs]
+        print_json(document)
+        return
+    if result.applied:
         out.print(f"applied {len(result.applied)} migration(s): {', '.join(result.applied)}")
     else:
         out.print("nothing to apply: the schema is up to date")
+    if pg_cron and result.server.edition is not Edition.APACHE:
+        out.print("--pg-cron: nothing scheduled; the Community edition's own jobs do the upkeep")
+    for job in cron_jobs:
+        out.print(f"scheduled with pg_cron: {job.name} at '{job.schedule}': {job.command}")
 
 
 @contextmanager
@@ -195,6 +228,7 @@ def all_(
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
     adopt: Adopt = False,
+    pg_cron: PgCron = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply pre-deploy then post-deploy migrations. A no-op when up to date."""
@@ -206,6 +240,7 @@ def all_(
         allow_drift=allow_drift,
         as_json=as_json,
         adopt=adopt,
+        pg_cron=pg_cron,
     )
 
 
@@ -234,14 +269,17 @@ def pre(
 @app.command()
 def post(
     database_url: MigrateDatabaseUrl = None,
+    *,
     lock_wait: LockWait = _LOCK_WAIT_SECONDS,
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
+    pg_cron: PgCron = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply post-deploy migrations (compression, retention, aggregates, backfill).
 
-    Refuses (exit 1) while any pre-deploy migration is pending.
+    Refuses (exit 1) while any pre-deploy migration is pending. With --pg-cron (Apache
+    edition), also schedules the upkeep with pg_cron.
     """
     _apply(
         database_url,
@@ -250,6 +288,7 @@ def post(
         ddl_lock_timeout=ddl_lock_timeout,
         allow_drift=allow_drift,
         as_json=as_json,
+        pg_cron=pg_cron,
     )
 
 
@@ -270,8 +309,10 @@ def status(
     aggregate watermarks. Read-only. Exit 0 up to date, 1 pending or drifted, 2 error or a
     server a deploy would refuse (3 with --check-jobs: jobs unhealthy)."""
     url = resolve_url(database_url, MIGRATE_ENV_VARS)
-    with _errors(url), migrate.connect(url) as conn, read_transaction(conn):
-        report = migrate.read_status(conn)
+    with _errors(url):
+        with migrate.connect(url) as conn, read_transaction(conn):
+            report = migrate.read_status(conn)
+        report = migrate.with_cron_jobs(report, url)
     if as_json:
         print_json(report.to_json())
     else:
@@ -354,9 +395,9 @@ def maintain(
     as_json: AsJson = False,
 ) -> None:
     """Run one round of upkeep. Community edition: run every policy job once now (waiting
-    for, or leaving, a job the scheduler is running). Apache edition: refresh the fallback
-    materialized views and drop chunks past retention. Exit 2 when any task failed (the
-    others still ran)."""
+    for, or leaving, a job the scheduler is running). Apache edition: refresh each aggregate
+    incrementally (its last 3 days and late events, one short transaction each) and drop
+    chunks past retention. Exit 2 when any task failed (the others still ran)."""
     url = resolve_url(database_url, MIGRATE_ENV_VARS)
     with _errors(url), migrate.connect(url) as conn:
         result = migrate.maintain(
@@ -459,6 +500,8 @@ def render_status(report: migrate.SchemaStatus) -> None:
         )
     if report.jobs:
         _render_jobs(report)
+    if report.cron_jobs:
+        _render_cron_jobs(report.cron_jobs)
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if report.aggregates:
@@ -469,7 +512,7 @@ def render_status(report: migrate.SchemaStatus) -> None:
         for agg in report.aggregates:
             if agg.watermark is not None:
                 materialized = f"{agg.watermark:%Y-%m-%d %H:%M}"
-            elif agg.kind == "continuous aggregate":
+            elif agg.kind in ("continuous aggregate", "incremental aggregate"):
                 materialized = "nothing yet"
             else:
                 materialized = ""
@@ -514,6 +557,26 @@ def _render_jobs(report: migrate.SchemaStatus) -> None:
             f"[red]job {job.job_id}[/] ({job.kind} {job.relation}): {job.problem}",
             highlight=False,
         )
+
+
+def _render_cron_jobs(cron_jobs: tuple[migrate.CronJob, ...]) -> None:
+    table = Table(title="pg_cron jobs")
+    for column in ("job", "name", "schedule", "active", "last run", "result"):
+        table.add_column(column)
+    for job in cron_jobs:
+        colour = {"succeeded": "green", "failed": "red"}.get(job.last_status or "", "yellow")
+        result = f"[{colour}]{job.last_status}[/]" if job.last_status else ""
+        if job.last_message:
+            result += f" {job.last_message}"
+        table.add_row(
+            str(job.job_id),
+            job.name,
+            job.schedule,
+            "yes" if job.active else "[yellow]no[/]",
+            _when(job.last_run_at, "never"),
+            result,
+        )
+    out.print(table)
 
 
 def _when(moment: datetime | None, default: str) -> str:

@@ -42,8 +42,15 @@ from analytics_core.migrate.runner import (
     dry_run,
     plan,
 )
+from analytics_core.migrate.scheduling import (
+    CronJob,
+    PgCronUnavailable,
+    read_cron_jobs,
+    schedule_upkeep,
+    unschedule_upkeep,
+)
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
-from analytics_core.migrate.status import SchemaStatus, read_status
+from analytics_core.migrate.status import SchemaStatus, read_status, with_cron_jobs
 
 __all__ = [
     "DEFAULT_JOB_WAIT",
@@ -52,6 +59,7 @@ __all__ = [
     "AdoptionRefused",
     "ApplyResult",
     "ConnectionFailed",
+    "CronJob",
     "DriftDetected",
     "DriftKind",
     "DryRun",
@@ -65,6 +73,7 @@ __all__ = [
     "MigrationFailed",
     "MigrationFile",
     "PendingPreDeploy",
+    "PgCronUnavailable",
     "Phase",
     "PlannedMigration",
     "PreflightError",
@@ -85,7 +94,11 @@ __all__ = [
     "pause_jobs",
     "plan",
     "plan_repair",
+    "read_cron_jobs",
     "read_status",
     "repair",
     "resolve_database_url",
+    "schedule_upkeep",
+    "unschedule_upkeep",
+    "with_cron_jobs",
 ]

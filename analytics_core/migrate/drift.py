@@ -1,10 +1,12 @@
 """Does the schema that exists match what the migrations build for this edition?
 
 The ledger only says which files ran. A database can still differ from what they build: the
-Apache fallback built on a Community server (the edition was misread), a database moved from
-Azure to Timescale, a policy removed or altered by hand. :func:`check_schema` compares the
-catalog with what the applied migrations create on the server's edition and names every
-difference; ``status`` reports them as drift and ``analytics-migrate repair`` fixes them.
+Apache edition's aggregates (views over incrementally materialized rows) built on a
+Community server because the edition was misread, plain materialized views left on an
+Apache one, a database moved from Azure to Timescale, a policy removed or altered by hand.
+:func:`check_schema` compares the catalog with what the applied migrations create on the
+server's edition and names every difference; ``status`` reports them as drift and
+``analytics-migrate repair`` fixes them.
 
 Read-only.
 """
@@ -19,8 +21,11 @@ from typing import Any
 import psycopg
 
 from analytics_core.migrate.edition import Edition
+from analytics_core.migrate.incremental import KIND as INCREMENTAL
+from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.ledger import CHECKSUM_TABLE, LEDGER_TABLE
 from analytics_core.schema import (
+    AGGREGATE_REFRESHES_TABLE,
     AGGREGATES,
     CHUNK_INTERVAL,
     COMPRESS_AFTER,
@@ -151,6 +156,7 @@ def _roles(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
         ours = [
             EVENTS_TABLE,
             MAINTENANCE_RUNS_TABLE,
+            AGGREGATE_REFRESHES_TABLE,
             LEDGER_TABLE,
             CHECKSUM_TABLE,
             *(aggregate.name for aggregate in AGGREGATES),
@@ -204,13 +210,16 @@ def _aggregates(conn: psycopg.Connection[Any], edition: Edition) -> list[SchemaD
             "SELECT viewname FROM pg_views WHERE viewname = ANY(%s)", (names,)
         ).fetchall()
     }
-    expected = "continuous aggregate" if edition is Edition.COMMUNITY else "materialized view"
+    incremental = incremental_aggregates(conn)
+    expected = "continuous aggregate" if edition is Edition.COMMUNITY else INCREMENTAL
     drift = []
     for name in names:
         if name in continuous:
             found = "continuous aggregate"
         elif name in materialized:
             found = "materialized view"
+        elif name in incremental:
+            found = INCREMENTAL
         elif name in views:
             found = "view"
         else:

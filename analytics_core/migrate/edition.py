@@ -34,7 +34,8 @@ class Edition(enum.StrEnum):
     #: Timescale License: continuous aggregates, compression, policies and jobs.
     COMMUNITY = "community"
     #: Apache 2 only (distribution packages, Azure Database for PostgreSQL): hypertables and
-    #: time_bucket, but none of the above; we fall back to materialized views and `maintain`.
+    #: time_bucket, but none of the above; we fall back to incrementally refreshed tables
+    #: under views, and `maintain` (or pg_cron).
     APACHE = "apache"
 
 

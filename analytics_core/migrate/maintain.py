@@ -7,8 +7,13 @@ The scheduler may run the same job at the same moment, so a job it is running is
 (then skipped), and a job that fails because the scheduler did the same work concurrently (a
 chunk already compressed or dropped) counts as done once the outcome is checked.
 
-Apache edition: there are no jobs, so this *is* the upkeep: refresh the fallback materialized
-views and drop chunks older than the retention period. Schedule it hourly there.
+Apache edition: there are no jobs, so this *is* the upkeep: refresh each aggregate
+incrementally (``analytics_refresh_aggregate``, one short transaction each: the window of the
+Community refresh policy plus older buckets that received late events; rows older than the
+raw retention are never touched), then drop chunks older than the retention period. Schedule
+it hourly there, or let pg_cron run the same SQL (:mod:`analytics_core.migrate.scheduling`).
+A database whose post-deploy migrations still build plain materialized views (the deploy
+has not run ``post`` yet) gets them refreshed whole, as before.
 
 Every task's outcome is recorded in ``analytics_maintenance_runs``, which ``status`` reads to
 judge whether each job's work is getting done.
@@ -27,6 +32,7 @@ from psycopg import sql
 
 from analytics_core.errors import SchemaNotMigrated
 from analytics_core.migrate.edition import Edition, edition_to_maintain, inspect_server
+from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.jobs import JobStatus, read_jobs
 from analytics_core.schema import AGGREGATES, EVENTS_TABLE, MAINTENANCE_RUNS_TABLE, RETENTION
 
@@ -76,11 +82,17 @@ class MaintenanceResult:
         }
 
 
+def _chunks_dropped(value: object) -> str:
+    return f"{value} chunk(s) dropped"
+
+
 @dataclass(frozen=True, slots=True)
 class _Task:
     name: str
     statement: sql.Composed
     job: JobStatus | None = None
+    #: Turns the single value the statement returns into the task's detail.
+    describe: Callable[[object], str] | None = None
 
 
 def maintain(
@@ -136,8 +148,20 @@ def _apache_tasks(conn: psycopg.Connection[Any]) -> list[_Task]:
             ([aggregate.name for aggregate in AGGREGATES],),
         ).fetchall()
     )
+    incremental = incremental_aggregates(conn)
     tasks = []
     for aggregate in AGGREGATES:
+        if aggregate.name in incremental:
+            tasks.append(
+                _Task(
+                    f"refresh {aggregate.name}",
+                    sql.SQL("SELECT analytics_refresh_aggregate({})").format(
+                        sql.Literal(aggregate.name)
+                    ),
+                    describe=str,
+                )
+            )
+            continue
         if aggregate.name not in populated:
             continue
         # CONCURRENTLY keeps the view readable during the refresh; it needs a populated view.
@@ -156,6 +180,7 @@ def _apache_tasks(conn: psycopg.Connection[Any]) -> list[_Task]:
             sql.SQL("SELECT count(*) FROM drop_chunks({}, older_than => {})").format(
                 sql.Literal(EVENTS_TABLE), sql.Literal(RETENTION)
             ),
+            describe=_chunks_dropped,
         )
     )
     return tasks
@@ -185,10 +210,10 @@ def _run(conn: psycopg.Connection[Any], task: _Task, job_wait: timedelta) -> Tas
             )
         return TaskResult(task.name, ok=False, detail=message, outcome="failed")
     detail = "done"
-    if cursor.description is not None:
+    if task.describe is not None and cursor.description is not None:
         row = cursor.fetchone()
         if row is not None:
-            detail = f"{row[0]} chunk(s) dropped"
+            detail = task.describe(row[0])
     return TaskResult(task.name, ok=True, detail=detail)
 
 

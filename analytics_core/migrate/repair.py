@@ -10,7 +10,10 @@ so that nothing is written twice:
   policy, in one short transaction (readers see it disappear and return at once: with
   real-time aggregation it answers from the raw events until the backfill is done), then
   backfilled outside the transaction, one aggregate per step;
-* missing or altered compression settings and policies are set again.
+* missing or altered compression settings and policies are set again;
+* Apache edition: the rebuilt materialized view is then converted as post_0006 converts it,
+  merging into the aggregate's table of materialized rows where that survived, so its rows
+  older than the raw retention stay.
 
 Aggregates are derived from the raw events, which this never touches, so no data is lost;
 rows older than the raw retention exist only in the aggregates and stay where the aggregate
@@ -32,6 +35,7 @@ from psycopg import sql
 from analytics_core.migrate.drift import DriftKind, SchemaDrift, check_schema
 from analytics_core.migrate.edition import Edition, edition_to_maintain
 from analytics_core.migrate.errors import MigrateError
+from analytics_core.migrate.incremental import KIND as INCREMENTAL
 from analytics_core.migrate.ledger import read_ledger
 from analytics_core.migrate.runner import (
     DEFAULT_DDL_LOCK_TIMEOUT,
@@ -96,25 +100,17 @@ def plan_repair(
     )
     steps: list[RepairStep] = []
     backfills: list[RepairStep] = []
+    converts: list[RepairStep] = []
     for item in drift:
         if not item.repairable:
             continue
         name = item.relation
         if item.kind is DriftKind.AGGREGATE:
-            drop = {
-                "continuous aggregate": "DROP MATERIALIZED VIEW IF EXISTS {}",
-                "materialized view": "DROP MATERIALIZED VIEW IF EXISTS {}",
-                "view": "DROP VIEW IF EXISTS {}",
-            }.get(item.found)
-            create = _matching(statements, rf"CREATE MATERIALIZED VIEW {name}\b")
-            create += _matching(statements, rf"CREATE (UNIQUE )?INDEX \w+ ON {name}\b")
-            create += _matching(statements, rf"SELECT add_continuous_aggregate_policy\('{name}'")
-            steps.append(
-                RepairStep(
-                    f"rebuild {name} as a {item.expected}",
-                    ((drop.format(name),) if drop else ()) + create,
-                )
-            )
+            # Apache edition: the aggregate is built as post_0002 builds it, a materialized
+            # view, then converted as post_0006 converts it, which keeps the rows its table
+            # still holds (older than the raw retention) and takes the rest from the view.
+            if edition is Edition.COMMUNITY or item.found != "materialized view":
+                steps.append(_rebuild_step(item, statements))
             if grants not in backfills:
                 backfills.append(grants)  # after every rebuild, whatever the order
             backfills.append(
@@ -124,6 +120,13 @@ def plan_repair(
                     transactional=False,
                 )
             )
+            if edition is Edition.APACHE:
+                converts.append(
+                    RepairStep(
+                        f"convert {name} into an {INCREMENTAL}",
+                        _matching(statements, rf"SELECT analytics_convert_aggregate\('{name}'\)"),
+                    )
+                )
         elif item.kind in (DriftKind.ROLE, DriftKind.PRIVILEGES):
             step = RepairStep("create the analytics roles and grant what they need", roles)
             if step not in steps:
@@ -165,7 +168,25 @@ def plan_repair(
             steps.append(_policy_step(policy, name, statements))
     # Compression settings before any compression policy; backfills after every rebuild.
     steps.sort(key=lambda step: "compression settings" not in step.name)
-    return steps + backfills
+    return steps + backfills + converts
+
+
+def _rebuild_step(item: SchemaDrift, statements: tuple[str, ...]) -> RepairStep:
+    """Drop what stands in the aggregate's place; create it as post_0002 does."""
+    name = item.relation
+    drop = {
+        "continuous aggregate": "DROP MATERIALIZED VIEW IF EXISTS {}",
+        "materialized view": "DROP MATERIALIZED VIEW IF EXISTS {}",
+        "view": "DROP VIEW IF EXISTS {}",
+        INCREMENTAL: "DROP VIEW IF EXISTS {}",
+    }.get(item.found)
+    create = _matching(statements, rf"CREATE MATERIALIZED VIEW {name}\b")
+    create += _matching(statements, rf"CREATE (UNIQUE )?INDEX \w+ ON {name}\b")
+    create += _matching(statements, rf"SELECT add_continuous_aggregate_policy\('{name}'")
+    return RepairStep(
+        f"rebuild {name} as a {item.expected}",
+        ((drop.format(name),) if drop else ()) + create,
+    )
 
 
 def repair(

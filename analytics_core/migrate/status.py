@@ -6,7 +6,7 @@ Read-only throughout: ``status`` must work on a replica or with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,9 @@ from analytics_core.migrate.edition import (
     inspect_server,
     preflight_problems,
 )
+from analytics_core.migrate.errors import MigrateError
+from analytics_core.migrate.incremental import KIND as INCREMENTAL
+from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.jobs import (
     JobStatus,
     MaintenanceRun,
@@ -31,6 +34,7 @@ from analytics_core.migrate.jobs import (
     worker_warnings,
 )
 from analytics_core.migrate.ledger import read_ledger
+from analytics_core.migrate.scheduling import CronJob, read_cron_jobs
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
 from analytics_core.schema import AGGREGATES, COMPRESS_AFTER, EVENTS_TABLE, RETENTION
 
@@ -45,6 +49,7 @@ __all__ = [
     "SchemaDrift",
     "SchemaStatus",
     "read_status",
+    "with_cron_jobs",
 ]
 
 
@@ -107,10 +112,13 @@ class AggregateStatus:
     """One of the seven aggregates as it exists. Times are UTC."""
 
     name: str
-    #: "continuous aggregate", "materialized view" or "view"; None when it does not exist.
+    #: "continuous aggregate" (Community edition), "incremental aggregate" (Apache edition:
+    #: a view over incrementally materialized rows), "materialized view" (the Apache
+    #: edition's shape before post_0006) or "view"; None when it does not exist.
     kind: str | None
-    #: Up to where a continuous aggregate is materialized; None when nothing is materialized
-    #: yet (TimescaleDB's watermark is then the minimum timestamp) or for other kinds.
+    #: Up to where it is materialized (later buckets are computed from the events when read);
+    #: None when nothing is materialized yet (TimescaleDB's watermark is then the minimum
+    #: timestamp) or for a plain materialized view.
     watermark: datetime | None
     #: The newest bucket it holds; None when it holds none.
     latest_bucket: datetime | None
@@ -146,6 +154,9 @@ class SchemaStatus:
     #: Migrations in the ledger with no file in this package (deleted, renamed, or applied
     #: by a newer release): drift.
     unknown_migrations: tuple[str, ...] = ()
+    #: Our pg_cron jobs with their last runs (Apache edition, where ``post --pg-cron``
+    #: scheduled them); see :func:`with_cron_jobs`.
+    cron_jobs: tuple[CronJob, ...] = ()
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -251,6 +262,18 @@ def read_status(
     )
 
 
+def with_cron_jobs(status: SchemaStatus, url: str) -> SchemaStatus:
+    """``status`` with our pg_cron jobs, which live in pg_cron's own database and so need a
+    session there; a warning instead of the jobs where that database cannot be read."""
+    if status.server.edition is not Edition.APACHE:
+        return status
+    try:
+        jobs = read_cron_jobs(url)
+    except MigrateError as error:
+        return replace(status, warnings=(*status.warnings, str(error)))
+    return replace(status, cron_jobs=jobs)
+
+
 def _preload_warning(server: ServerInfo) -> tuple[str, ...]:
     notes = []
     if server.standby:
@@ -287,7 +310,12 @@ def _features(server: ServerInfo) -> tuple[Feature, ...]:
             "fallback",
             f"`analytics-migrate maintain` drops chunks older than {_days(RETENTION)}",
         ),
-        Feature("aggregates", "fallback", "materialized views refreshed by `maintain`"),
+        Feature(
+            "aggregates",
+            "fallback",
+            "views over tables refreshed incrementally by `maintain` (or pg_cron), newer "
+            "buckets computed from the events; rows outlive retention",
+        ),
     )
 
 
@@ -347,6 +375,7 @@ def _aggregates(
     maintenance: tuple[MaintenanceRun, ...],
 ) -> tuple[AggregateStatus, ...]:
     continuous = set(_materialization_names(conn).values())
+    incremental = incremental_aggregates(conn)
     matviews = {
         str(name) for (name,) in conn.execute("SELECT matviewname FROM pg_matviews").fetchall()
     }
@@ -381,6 +410,13 @@ def _aggregates(
             watermark = row[0] if row else None
         elif aggregate.name in matviews:
             kind = "materialized view"
+        elif aggregate.name in incremental:
+            kind = INCREMENTAL
+            state = incremental[aggregate.name]
+            watermark = state.materialized_until
+            if state.refreshed_at is not None:
+                # pg_cron's refreshes leave no maintenance record: the state row tells.
+                refreshed.setdefault(aggregate.name, []).append(state.refreshed_at)
         elif aggregate.name in views:
             kind = "view"
         if kind is not None and _is_populated(conn, aggregate.name):

@@ -11,11 +11,10 @@
 - :mod:`.error_counts`: error counts by service and kind, from ``analytics_errors_hourly``.
 
 Aggregates hold whole UTC buckets, so these answer for every bucket the window overlaps and
-return the window they actually cover as ``window``. How fresh they are depends on the
-edition: on the Community edition the aggregates are continuous aggregates with real-time
-aggregation (current to the last committed event); on the Apache edition they are
-materialized views, as fresh as the last ``analytics-migrate maintain``. The SQL is the same
-on both.
+return the window they actually cover as ``window``. On both editions they are current to
+the last committed event: continuous aggregates with real-time aggregation on the Community
+edition; on the Apache edition, views over incrementally refreshed rows that compute the
+buckets past the last refresh from the events. The SQL is the same on both.
 
 Import the functions and result types from :mod:`analytics_core.queries`; this package
 re-exports nothing, so that ``metrics.active_users`` is always the module, never the function.
