@@ -166,9 +166,19 @@ def test_export_then_erase_from_the_command_line(database_url: str, tmp_path: Pa
     # Nothing changed: all six events of each day are still there.
     assert _count(database_url, f"SELECT count(*) FROM {EVENTS_TABLE}") == 6 * RAW_DAYS
 
+    dau_before = _server_dau(database_url)
+    tasks_before = _server_tasks(database_url)
     code, out, err = users(database_url, "erase", str(ERASED), "--yes", "--json")
     assert code == 0, err
     report = json.loads(out)
+    # Days 120 and 100 outlived their raw data in the aggregates: the person's daily-active
+    # rows go, the other user's stay, and so do those days' counts.
+    assert report["aggregate_rows"] == 2
+    assert _server_dau(database_url) == {row for row in dau_before if row[1] != str(ERASED)}
+    horizon = (TODAY - timedelta(days=RETENTION.days)).strftime("%Y-%m-%d")
+    assert _server_tasks(database_url) == {
+        day: count - (2 if day >= horizon else 0) for day, count in tasks_before.items()
+    }
     assert report["raw_rows"] == 2 * RAW_DAYS
     assert report["subject_sha256"] == subject_hash(ERASED)
     assert (
@@ -215,6 +225,20 @@ def test_a_user_id_that_is_not_a_uuid_is_refused(database_url: str, command: str
     code, _, err = users(database_url, command, "alice@example.com")
     assert code == 2
     assert "'alice@example.com' is not a user id: expected a UUID" in " ".join(err.split())
+
+
+def _server_dau(url: str) -> set[tuple[str, str, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT day, user_id, event_count FROM analytics_daily_active_users"
+        ).fetchall()
+    return {(f"{day:%Y-%m-%d}", str(user), int(count)) for day, user, count in rows}
+
+
+def _server_tasks(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT day, created_count FROM analytics_task_stats_daily").fetchall()
+    return {f"{day:%Y-%m-%d}": int(count) for day, count in rows}
 
 
 def _count(url: str, query: str) -> int:

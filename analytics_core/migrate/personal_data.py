@@ -42,6 +42,7 @@ from analytics_core import connection
 from analytics_core._json import jsonable
 from analytics_core.errors import SchemaNotMigrated
 from analytics_core.migrate.edition import Edition, edition_to_maintain, inspect_server
+from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.schema import (
     AGGREGATES,
     DAILY_ACTIVE_USERS,
@@ -195,17 +196,27 @@ def erase_user(
         if DAILY_ACTIVE_USERS in aggregates:
             say(f"deleting {DAILY_ACTIVE_USERS.name} rows older than the raw data")
             aggregate_rows = _delete_stored_active_user_rows(conn, user_id, horizon)
-    elif window is not None:
-        # The fallback's views are computed from the raw rows alone: refreshing them is the
-        # recompute (maintain does the same for every view).
+    else:
+        incremental = incremental_aggregates(conn)
         for aggregate in aggregates:
-            say(f"recomputing {aggregate.name}")
-            conn.execute(
-                sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(
-                    sql.Identifier(aggregate.name)
+            state = incremental.get(aggregate.name)
+            if state is None:
+                # A plain materialized view (post_0006 not applied yet) is computed from the
+                # raw rows alone: refreshing it is the recompute, as maintain does.
+                if window is not None:
+                    say(f"recomputing {aggregate.name}")
+                    _refresh_materialized_view(conn, aggregate)
+                    recomputed.append(aggregate.name)
+                continue
+            if window is not None:
+                say(f"recomputing {aggregate.name}")
+                if _recompute_materialized(conn, aggregate, window, state.materialized_until):
+                    recomputed.append(aggregate.name)
+            if aggregate is DAILY_ACTIVE_USERS:
+                say(f"deleting {aggregate.name} rows older than the raw data")
+                aggregate_rows = _delete_active_user_rows(
+                    conn, f"{aggregate.name}_materialized", user_id, horizon
                 )
-            )
-            recomputed.append(aggregate.name)
     report = ErasureReport(
         subject_sha256=subject_hash(user_id),
         edition=edition,
@@ -305,16 +316,59 @@ def _delete_stored_active_user_rows(
     ).fetchone()
     if row is None:
         return 0
+    return _delete_active_user_rows(conn, (row[0], row[1]), user_id, horizon)
+
+
+def _delete_active_user_rows(
+    conn: psycopg.Connection[Any],
+    table: str | tuple[str, str],
+    user_id: uuid.UUID,
+    horizon: datetime | None,
+) -> int:
+    """Delete the person's rows of the stored daily-active-user ``table`` before ``horizon``
+    (all of them when there is no raw data at all)."""
     day = sql.Identifier(DAILY_ACTIVE_USERS.time_column)
     where = sql.SQL("user_id = %s") + (
         sql.SQL(" AND {} < %s").format(day) if horizon is not None else sql.SQL("")
     )
     params: tuple[Any, ...] = (user_id, horizon) if horizon is not None else (user_id,)
-    deleted = conn.execute(
-        sql.SQL("DELETE FROM {} WHERE ").format(sql.Identifier(row[0], row[1])) + where,
-        params,
-    )
+    name = sql.Identifier(table) if isinstance(table, str) else sql.Identifier(*table)
+    deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE ").format(name) + where, params)
     return deleted.rowcount
+
+
+def _recompute_materialized(
+    conn: psycopg.Connection[Any],
+    aggregate: Aggregate,
+    window: tuple[datetime, datetime],
+    materialized_until: datetime | None,
+) -> bool:
+    """Apache edition: compute the stored buckets of ``window`` again, in one transaction;
+    False when none of them is stored (the view computes those from the events already)."""
+    if materialized_until is None or materialized_until <= window[0]:
+        return False
+    end = min(window[1], materialized_until)
+    stored = sql.Identifier(f"{aggregate.name}_materialized")
+    bucket = sql.Identifier(aggregate.time_column)
+    conn.execute(
+        sql.SQL(
+            "DELETE FROM {stored} WHERE {bucket} >= {start} AND {bucket} < {end}; "
+            "INSERT INTO {stored} SELECT * FROM {between}({start}, {end})"
+        ).format(
+            stored=stored,
+            bucket=bucket,
+            between=sql.Identifier(f"{aggregate.name}_between"),
+            start=sql.Literal(window[0]),
+            end=sql.Literal(end),
+        )
+    )
+    return True
+
+
+def _refresh_materialized_view(conn: psycopg.Connection[Any], aggregate: Aggregate) -> None:
+    conn.execute(
+        sql.SQL("REFRESH MATERIALIZED VIEW CONCURRENTLY {}").format(sql.Identifier(aggregate.name))
+    )
 
 
 def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
