@@ -19,7 +19,7 @@ import psycopg
 from analytics_core.migrate._catalog import in_python_range
 from analytics_core.schema import AGGREGATE_REFRESHES_TABLE, AGGREGATES
 
-__all__ = ["AggregateRefresh", "incremental_aggregates"]
+__all__ = ["KIND", "AggregateRefresh", "incremental_aggregates"]
 
 #: The kind ``status`` and the drift check give an aggregate of this shape.
 KIND = "incremental aggregate"
