@@ -34,6 +34,7 @@ __all__ = [
     "REFRESH_SCHEDULE",
     "REFRESH_START_OFFSET",
     "RETENTION",
+    "SETTINGS_TABLE",
     "TASK_STATS_DAILY",
     "WRITER_ROLE",
     "Aggregate",
@@ -48,6 +49,8 @@ READER_ROLE: Final = "analytics_reader"
 
 #: What ``analytics-migrate maintain`` last did, per task (see ``migrate.jobs``).
 MAINTENANCE_RUNS_TABLE: Final = "analytics_maintenance_runs"
+#: The settings a deploy changed from their defaults (see ``migrate.settings``).
+SETTINGS_TABLE: Final = "analytics_settings"
 #: The audit log of erasures (``analytics-users erase``): no personal data, a hash per user.
 ERASURES_TABLE: Final = "analytics_erasures"
 

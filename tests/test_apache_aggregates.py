@@ -109,9 +109,9 @@ def test_rows_older_than_the_retention_outlive_the_raw_events(apache_url: str) -
     assert all(before.values()), before
 
     first = run_maintain(apache_url)
-    assert first[f"drop chunks of {EVENTS_TABLE} older than 90 days"] == "3 chunk(s) dropped"
+    assert first[f"drop chunks of {EVENTS_TABLE} past retention"] == "3 chunk(s) dropped"
     second = run_maintain(apache_url)
-    assert second[f"drop chunks of {EVENTS_TABLE} older than 90 days"] == "0 chunk(s) dropped"
+    assert second[f"drop chunks of {EVENTS_TABLE} past retention"] == "0 chunk(s) dropped"
 
     with psycopg.connect(apache_url, autocommit=True) as conn:
         (left,) = conn.execute(

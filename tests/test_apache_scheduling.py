@@ -57,7 +57,8 @@ def test_post_pg_cron_schedules_the_upkeep_and_status_shows_it(cron_url: str) ->
         (
             f"analytics-retention {database}",
             "35 3 * * *",
-            f"SELECT count(*) FROM drop_chunks('{EVENTS_TABLE}', older_than => INTERVAL '90 days')",
+            f"SELECT count(*) FROM drop_chunks('{EVENTS_TABLE}',"
+            " older_than => analytics_setting('retention', INTERVAL '90 days'))",
         ),
     ]
     # Scheduling again updates the two jobs rather than adding more.

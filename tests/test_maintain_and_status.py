@@ -66,7 +66,7 @@ def test_maintain_on_the_server_engine(database_url: str) -> None:
         if edition is Edition.APACHE:
             names = [task["name"] for task in report["tasks"]]
             assert names == [f"refresh {a.name}" for a in AGGREGATES] + [
-                "drop chunks of analytics_events older than 90 days"
+                "drop chunks of analytics_events past retention"
             ]
             assert report["tasks"][-1]["detail"] == f"{len(expired_days)} chunk(s) dropped"
         row = conn.execute("SELECT count(*) FROM analytics_events").fetchone()

@@ -195,8 +195,14 @@ def test_the_apache_refresh_literals_are_the_settings() -> None:
     are those of schema.py (and so of the Community refresh policies)."""
     text = _apache_sql("post_0006_apache_incremental_aggregates")
     bucket_of_now_minus = rf"time_bucket\(state\.bucket_width, now\(\) - {_INTERVAL}\)"
-    (end,) = re.findall(rf"window_end := greatest\({bucket_of_now_minus}", text)
-    (start,) = re.findall(rf"window_start := least\({bucket_of_now_minus}", text)
+    # The window follows the settings (migrate.settings); their defaults are schema.py's.
+    setting_or = r"time_bucket\(state\.bucket_width,\s*now\(\) - analytics_setting\('{}', {}\)\)"
+    (end,) = re.findall(
+        r"window_end := greatest\(" + setting_or.format("refresh_end_offset", _INTERVAL), text
+    )
+    (start,) = re.findall(
+        r"window_start := least\(" + setting_or.format("refresh_start_offset", _INTERVAL), text
+    )
     (lookback,) = re.findall(rf"lookback_start := {bucket_of_now_minus}", text)
     assert (_interval(start), _interval(end), _interval(lookback)) == (
         REFRESH_START_OFFSET, REFRESH_END_OFFSET, LATE_EVENTS_LOOKBACK

@@ -39,6 +39,14 @@ from analytics_core.migrate import (
 )
 from analytics_core.migrate.dsn import MIGRATE_ENV_VARS
 from analytics_core.migrate.runner import DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_WAIT
+from analytics_core.migrate.settings import (
+    DEFAULTS,
+    ENV_VARS,
+    RetentionDropRefused,
+    Setting,
+    requested_settings,
+    setting_text,
+)
 
 _LOCK_WAIT_SECONDS = DEFAULT_LOCK_WAIT.total_seconds()
 _DDL_LOCK_TIMEOUT_SECONDS = DEFAULT_DDL_LOCK_TIMEOUT.total_seconds()
@@ -124,6 +132,66 @@ AllowDrift = Annotated[
 ]
 
 
+def _setting_option(setting: Setting, what: str) -> Any:
+    return typer.Option(
+        setting.option,
+        help=f"{what} (e.g. 90d, 12h, 2w; default: ${ENV_VARS[setting]}, else the stored "
+        f"value, else {setting_text(DEFAULTS[setting])}).",
+        show_default=False,
+    )
+
+
+Retention = Annotated[str | None, _setting_option(Setting.RETENTION, "Keep raw events this long")]
+CompressAfter = Annotated[
+    str | None,
+    _setting_option(Setting.COMPRESS_AFTER, "Compress chunks this old (Community edition)"),
+]
+RefreshStart = Annotated[
+    str | None,
+    _setting_option(Setting.REFRESH_START_OFFSET, "Aggregate refreshes reach this far back"),
+]
+RefreshEnd = Annotated[
+    str | None,
+    _setting_option(Setting.REFRESH_END_OFFSET, "Aggregate refreshes stop this long before now"),
+]
+RefreshSchedule = Annotated[
+    str | None,
+    _setting_option(
+        Setting.REFRESH_SCHEDULE, "Refresh policies run this often (Community edition)"
+    ),
+]
+ChunkInterval = Annotated[
+    str | None, _setting_option(Setting.CHUNK_INTERVAL, "Each new chunk spans this long")
+]
+AllowRetentionDrop = Annotated[
+    bool,
+    typer.Option(
+        "--allow-retention-drop",
+        help="Lower retention even though the next retention run drops data it kept "
+        "(default: refuse, say how much, exit 1).",
+    ),
+]
+
+
+def _settings(
+    retention: str | None,
+    *,
+    compress_after: str | None,
+    refresh_start_offset: str | None,
+    refresh_end_offset: str | None,
+    refresh_schedule: str | None,
+    chunk_interval: str | None,
+) -> dict[Setting, str | None]:
+    return {
+        Setting.RETENTION: retention,
+        Setting.COMPRESS_AFTER: compress_after,
+        Setting.REFRESH_START_OFFSET: refresh_start_offset,
+        Setting.REFRESH_END_OFFSET: refresh_end_offset,
+        Setting.REFRESH_SCHEDULE: refresh_schedule,
+        Setting.CHUNK_INTERVAL: chunk_interval,
+    }
+
+
 Adopt = Annotated[
     bool,
     typer.Option(
@@ -139,7 +207,7 @@ def _errors(url: str | None) -> Iterator[None]:
     """Turn library errors into a message on stderr and the documented exit code."""
     try:
         yield
-    except (PendingPreDeploy, DriftDetected, AdoptionRefused) as error:
+    except (PendingPreDeploy, DriftDetected, AdoptionRefused, RetentionDropRefused) as error:
         fail(str(error), EXIT_PENDING)
     except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
@@ -158,8 +226,14 @@ def _apply(
     as_json: bool,
     adopt: bool = False,
     pg_cron: bool = False,
+    settings: dict[Setting, str | None] | None = None,
+    allow_retention_drop: bool = False,
 ) -> None:
     url = resolve_url(url_option, MIGRATE_ENV_VARS)
+    try:
+        requested = requested_settings(settings or {})
+    except ValueError as error:
+        fail(str(error))
     cron_jobs: tuple[migrate.CronJob, ...] = ()
     with _errors(url):
         if pg_cron:
@@ -178,6 +252,8 @@ def _apply(
                 progress=report,
                 allow_drift=allow_drift,
                 adopt=adopt,
+                settings=requested,
+                allow_retention_drop=allow_retention_drop,
             )
         if pg_cron and result.server.edition is Edition.APACHE:
             cron_jobs = migrate.schedule_upkeep(url)
@@ -191,6 +267,12 @@ def _apply(
         out.print(f"applied {len(result.applied)} migration(s): {', '.join(result.applied)}")
     else:
         out.print("nothing to apply: the schema is up to date")
+    for change in result.settings:
+        out.print(
+            f"{change.setting.option}: {setting_text(change.current.value)} -> "
+            f"{setting_text(change.wanted.value)} ({change.wanted.source})",
+            highlight=False,
+        )
     if pg_cron and result.server.edition is not Edition.APACHE:
         out.print("--pg-cron: nothing scheduled; the Community edition's own jobs do the upkeep")
     for job in cron_jobs:
@@ -229,9 +311,17 @@ def all_(
     allow_drift: AllowDrift = False,
     adopt: Adopt = False,
     pg_cron: PgCron = False,
+    retention: Retention = None,
+    compress_after: CompressAfter = None,
+    refresh_start_offset: RefreshStart = None,
+    refresh_end_offset: RefreshEnd = None,
+    refresh_schedule: RefreshSchedule = None,
+    chunk_interval: ChunkInterval = None,
+    allow_retention_drop: AllowRetentionDrop = False,
     as_json: AsJson = False,
 ) -> None:
-    """Apply pre-deploy then post-deploy migrations. A no-op when up to date."""
+    """Apply pre-deploy then post-deploy migrations, then make the database follow the
+    settings. A no-op when up to date."""
     _apply(
         database_url,
         (Phase.PRE, Phase.POST),
@@ -241,6 +331,15 @@ def all_(
         as_json=as_json,
         adopt=adopt,
         pg_cron=pg_cron,
+        settings=_settings(
+            retention,
+            compress_after=compress_after,
+            refresh_start_offset=refresh_start_offset,
+            refresh_end_offset=refresh_end_offset,
+            refresh_schedule=refresh_schedule,
+            chunk_interval=chunk_interval,
+        ),
+        allow_retention_drop=allow_retention_drop,
     )
 
 
@@ -274,9 +373,17 @@ def post(
     ddl_lock_timeout: DdlLockTimeout = _DDL_LOCK_TIMEOUT_SECONDS,
     allow_drift: AllowDrift = False,
     pg_cron: PgCron = False,
+    retention: Retention = None,
+    compress_after: CompressAfter = None,
+    refresh_start_offset: RefreshStart = None,
+    refresh_end_offset: RefreshEnd = None,
+    refresh_schedule: RefreshSchedule = None,
+    chunk_interval: ChunkInterval = None,
+    allow_retention_drop: AllowRetentionDrop = False,
     as_json: AsJson = False,
 ) -> None:
-    """Apply post-deploy migrations (compression, retention, aggregates, backfill).
+    """Apply post-deploy migrations (compression, retention, aggregates, backfill), then
+    make the database follow the settings (the options below, stored for later deploys).
 
     Refuses (exit 1) while any pre-deploy migration is pending. With --pg-cron (Apache
     edition), also schedules the upkeep with pg_cron.
@@ -289,6 +396,15 @@ def post(
         allow_drift=allow_drift,
         as_json=as_json,
         pg_cron=pg_cron,
+        settings=_settings(
+            retention,
+            compress_after=compress_after,
+            refresh_start_offset=refresh_start_offset,
+            refresh_end_offset=refresh_end_offset,
+            refresh_schedule=refresh_schedule,
+            chunk_interval=chunk_interval,
+        ),
+        allow_retention_drop=allow_retention_drop,
     )
 
 
@@ -337,6 +453,13 @@ def dry_run(
             "reports (or, before the extension exists, the one assumed).",
         ),
     ] = None,
+    *,
+    retention: Retention = None,
+    compress_after: CompressAfter = None,
+    refresh_start_offset: RefreshStart = None,
+    refresh_end_offset: RefreshEnd = None,
+    refresh_schedule: RefreshSchedule = None,
+    chunk_interval: ChunkInterval = None,
     as_json: AsJson = False,
 ) -> None:
     """Show the pending migrations in order, with their SQL and whether each runs in a
@@ -344,8 +467,21 @@ def dry_run(
     url = None
     if edition is None or database_url or _env_has_url():
         url = resolve_url(database_url, MIGRATE_ENV_VARS)
+    try:
+        requested = requested_settings(
+            _settings(
+                retention,
+                compress_after=compress_after,
+                refresh_start_offset=refresh_start_offset,
+                refresh_end_offset=refresh_end_offset,
+                refresh_schedule=refresh_schedule,
+                chunk_interval=chunk_interval,
+            )
+        )
+    except ValueError as error:
+        fail(str(error))
     with _errors(url):
-        result = migrate.dry_run(url, edition)
+        result = migrate.dry_run(url, edition, settings=requested)
     if as_json:
         print_json(result.to_json())
         return
@@ -353,6 +489,13 @@ def dry_run(
     err.print(f"{choice.edition} edition: {choice.reason}", highlight=False)
     for problem in result.preflight:
         err.print(f"[yellow]warning:[/] a deploy would refuse this server: {problem}")
+    for change in result.settings:
+        out.print(
+            f"would change {change.setting.option}: {setting_text(change.current.value)} -> "
+            f"{setting_text(change.wanted.value)} ({change.wanted.source})"
+            + (f"; drops {change.loses} (needs --allow-retention-drop)" if change.loses else ""),
+            highlight=False,
+        )
     if result.adoption is not None:
         err.print(
             f"[yellow]warning:[/] {AdoptionRefused(result.adoption, asked=False)}",
@@ -498,6 +641,8 @@ def render_status(report: migrate.SchemaStatus) -> None:
             f"analytics_events: {ht.chunks} chunk(s), {ht.compressed_chunks} compressed, "
             f"{ht.total_bytes / 1_048_576:.1f} MiB, compression ratio {ratio}"
         )
+    if report.settings:
+        _render_settings(report)
     if report.jobs:
         _render_jobs(report)
     if report.cron_jobs:
@@ -524,6 +669,15 @@ def render_status(report: migrate.SchemaStatus) -> None:
                 _when(agg.last_refreshed_at, ""),
             )
         out.print(aggregates)
+
+
+def _render_settings(report: migrate.SchemaStatus) -> None:
+    settings = Table(title="settings (`post --retention 365d` and the like change them)")
+    for column in ("setting", "value", "from"):
+        settings.add_column(column)
+    for setting, value in report.settings.items():
+        settings.add_row(setting.option, setting_text(value.value), value.source)
+    out.print(settings)
 
 
 def _render_jobs(report: migrate.SchemaStatus) -> None:

@@ -24,20 +24,16 @@ from analytics_core.migrate.edition import Edition
 from analytics_core.migrate.incremental import KIND as INCREMENTAL
 from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.ledger import CHECKSUM_TABLE, LEDGER_TABLE
+from analytics_core.migrate.settings import Setting, effective_settings
 from analytics_core.schema import (
     AGGREGATE_REFRESHES_TABLE,
     AGGREGATES,
-    CHUNK_INTERVAL,
-    COMPRESS_AFTER,
     COMPRESS_ORDER_BY,
     COMPRESS_SEGMENT_BY,
     EVENTS_TABLE,
     MAINTENANCE_RUNS_TABLE,
     READER_ROLE,
-    REFRESH_END_OFFSET,
-    REFRESH_SCHEDULE,
-    REFRESH_START_OFFSET,
-    RETENTION,
+    SETTINGS_TABLE,
     WRITER_ROLE,
 )
 
@@ -84,10 +80,13 @@ def check_schema(
     """Every difference between the catalog and what the applied phases build on ``edition``.
 
     A phase is checked only once all its migrations are applied (pending ones are reported as
-    pending, not as drift).
+    pending, not as drift). Chunk interval and policies are compared with the effective
+    settings (``migrate.settings``): a setting a deploy changed is not drift.
     """
     if not pre_applied:
         return ()
+    settings = {name: value.value for name, value in effective_settings(conn).items()}
+    chunk_interval = settings[Setting.CHUNK_INTERVAL]
     hypertable = conn.execute(
         "SELECT h.compression_enabled,"
         " extract(epoch FROM d.time_interval)::float8"
@@ -101,12 +100,12 @@ def check_schema(
         return (SchemaDrift(DriftKind.HYPERTABLE, EVENTS_TABLE, "a hypertable", "no hypertable"),)
     drift: list[SchemaDrift] = []
     chunk_seconds = hypertable[1]
-    if chunk_seconds is not None and chunk_seconds != CHUNK_INTERVAL.total_seconds():
+    if chunk_seconds is not None and chunk_seconds != chunk_interval.total_seconds():
         drift.append(
             SchemaDrift(
                 DriftKind.CHUNK_INTERVAL,
                 EVENTS_TABLE,
-                _interval(CHUNK_INTERVAL),
+                _interval(chunk_interval),
                 _interval(timedelta(seconds=chunk_seconds)),
             )
         )
@@ -116,7 +115,7 @@ def check_schema(
     drift += _aggregates(conn, edition)
     if edition is Edition.COMMUNITY:
         drift += _compression(conn, compression_enabled=bool(hypertable[0]))
-        drift += _policies(conn)
+        drift += _policies(conn, settings)
     return tuple(drift)
 
 
@@ -156,6 +155,7 @@ def _roles(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
         ours = [
             EVENTS_TABLE,
             MAINTENANCE_RUNS_TABLE,
+            SETTINGS_TABLE,
             AGGREGATE_REFRESHES_TABLE,
             LEDGER_TABLE,
             CHECKSUM_TABLE,
@@ -265,7 +265,9 @@ def _describe_compression(segment_by: list[str], order_by: list[str]) -> str:
     return f"segment by {', '.join(segment_by) or '-'}; order by {', '.join(order_by) or '-'}"
 
 
-def _policies(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
+def _policies(
+    conn: psycopg.Connection[Any], settings: dict[Setting, timedelta]
+) -> list[SchemaDrift]:
     rows = conn.execute(
         """
         SELECT j.proc_name::text, coalesce(c.view_name, j.hypertable_name)::text,
@@ -295,13 +297,13 @@ def _policies(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
             found.get(("policy_compression", EVENTS_TABLE), []),
             DriftKind.COMPRESSION_POLICY,
             EVENTS_TABLE,
-            {"compress after": (1, COMPRESS_AFTER)},
+            {"compress after": (1, settings[Setting.COMPRESS_AFTER])},
         ),
         *_one_policy(
             found.get(("policy_retention", EVENTS_TABLE), []),
             DriftKind.RETENTION_POLICY,
             EVENTS_TABLE,
-            {"drop after": (2, RETENTION)},
+            {"drop after": (2, settings[Setting.RETENTION])},
         ),
     ]
     for aggregate in AGGREGATES:
@@ -312,9 +314,9 @@ def _policies(conn: psycopg.Connection[Any]) -> list[SchemaDrift]:
             DriftKind.REFRESH_POLICY,
             aggregate.name,
             {
-                "every": (0, REFRESH_SCHEDULE),
-                "start offset": (3, REFRESH_START_OFFSET),
-                "end offset": (4, REFRESH_END_OFFSET),
+                "every": (0, settings[Setting.REFRESH_SCHEDULE]),
+                "start offset": (3, settings[Setting.REFRESH_START_OFFSET]),
+                "end offset": (4, settings[Setting.REFRESH_END_OFFSET]),
             },
         )
     return drift

@@ -174,12 +174,13 @@ def _apache_tasks(conn: psycopg.Connection[Any]) -> list[_Task]:
                 ),
             )
         )
+    # The retention setting as the table holds it now (a deploy may have changed it).
     tasks.append(
         _Task(
-            f"drop chunks of {EVENTS_TABLE} older than {RETENTION.days} days",
-            sql.SQL("SELECT count(*) FROM drop_chunks({}, older_than => {})").format(
-                sql.Literal(EVENTS_TABLE), sql.Literal(RETENTION)
-            ),
+            f"drop chunks of {EVENTS_TABLE} past retention",
+            sql.SQL(
+                "SELECT count(*) FROM drop_chunks({}, older_than => analytics_setting({}, {}))"
+            ).format(sql.Literal(EVENTS_TABLE), sql.Literal("retention"), sql.Literal(RETENTION)),
             describe=_chunks_dropped,
         )
     )

@@ -21,7 +21,7 @@ import io
 import logging
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -69,6 +69,14 @@ from analytics_core.migrate.pooling import (
     SessionPoolingRequired,
     deploy_lock,
     explain_startup_parameter,
+)
+from analytics_core.migrate.settings import (
+    Setting,
+    SettingChange,
+    SettingValue,
+    plan_settings,
+    reconcile_settings,
+    refuse_retention_drop,
 )
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations, write_rendered
 
@@ -130,6 +138,8 @@ class DryRun:
     preflight: tuple[str, ...] = ()
     #: An analytics_events the migrations did not create, and what ``--adopt`` would do.
     adoption: AdoptionPlan | None = None
+    #: The settings a deploy with the same options would change.
+    settings: tuple[SettingChange, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +149,7 @@ class DryRun:
             "pending": [migration.to_json() for migration in self.pending],
             "preflight": list(self.preflight),
             "adoption": None if self.adoption is None else self.adoption.to_json(),
+            "settings": [change.to_json() for change in self.settings],
         }
 
 
@@ -150,9 +161,15 @@ class ApplyResult:
     applied: tuple[str, ...]
     #: The server as it is after the last phase (its edition known once ``pre`` ran).
     server: ServerInfo
+    #: The settings this deploy changed (``post`` and ``all``).
+    settings: tuple[SettingChange, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"applied": list(self.applied), "edition": self.server.edition}
+        return {
+            "applied": list(self.applied),
+            "edition": self.server.edition,
+            "settings": [change.to_json() for change in self.settings],
+        }
 
 
 #: Called with (migration id, steps done, step count) as each step starts and once at the end.
@@ -201,28 +218,33 @@ def dry_run(
     url: str | None,
     edition: Edition | None = None,
     migrations: dict[Phase, list[MigrationFile]] | None = None,
+    settings: Mapping[Setting, SettingValue] | None = None,
 ) -> DryRun:
     """The pending migrations of the database at ``url`` (or of an empty database when
     ``url`` is None), rendered for ``edition`` or else the database's own.
 
+    ``settings``: what a deploy would request; the dry run says what they change.
     Read-only: works on a replica or with ``default_transaction_read_only=on``. Raises
     ConnectionFailed.
     """
     applied: frozenset[str] = frozenset()
     server = None
     adoption = None
+    changes: list[SettingChange] = []
     files = migrations or load_migrations()
     if url is not None:
         with connect(url) as conn, connection.read_transaction(conn):
             server = inspect_server(conn)
             applied = frozenset(read_ledger(conn).applied)
             adoption = _adoption_pending(conn, applied, files[Phase.PRE])
+            changes = plan_settings(conn, settings or {})
     choice = choose_edition(server, edition)
     return DryRun(
         choice,
         tuple(plan(choice.edition, applied=applied, migrations=files)),
         preflight_problems(server) if server is not None else (),
         adoption,
+        tuple(changes),
     )
 
 
@@ -250,12 +272,19 @@ def apply(
     migrations: dict[Phase, list[MigrationFile]] | None = None,
     allow_drift: bool = False,
     adopt: bool = False,
+    settings: Mapping[Setting, SettingValue] | None = None,
+    allow_retention_drop: bool = False,
 ) -> ApplyResult:
     """Apply the pending migrations of ``phases`` (in the order given) and return their ids.
 
     An ``analytics_events`` that the migrations did not create is brought to our shape first
     when ``adopt`` is set, and refused (AdoptionRefused) otherwise: see
     :mod:`analytics_core.migrate.adopt`.
+
+    With POST, the database is then made to follow the effective settings, ``settings``
+    stored first (:mod:`analytics_core.migrate.settings`); RetentionDropRefused, before
+    anything is applied, when they lower retention over data without
+    ``allow_retention_drop``.
 
     Blocks while another deploy holds the migration lock, for at most ``lock_wait``.
     Raises PreflightError before changing anything when the server cannot run the schema,
@@ -279,6 +308,10 @@ def apply(
                 pending_pre = [m.id for m in files[Phase.PRE] if m.id not in ledger.applied]
                 if pending_pre:
                     raise PendingPreDeploy(pending_pre)
+            requested = dict(settings or {})
+            if requested and Phase.POST not in phases:
+                raise MigrateError("settings are reconciled by `post` (or `all`), not `pre`")
+            refuse_retention_drop(plan_settings(conn, requested), allowed=allow_retention_drop)
             if Phase.PRE in phases:
                 _adopt_existing_table(
                     conn,
@@ -305,7 +338,15 @@ def apply(
                     progress=progress,
                 )
             server = inspect_url(url)
-    return ApplyResult(tuple(applied), server)
+            changes: list[SettingChange] = []
+            if Phase.POST in phases and server.edition is not None:
+                # A session of its own: one opened before the extension existed may lack
+                # the licensed library the policy functions live in.
+                with connect(url) as fresh:
+                    changes = reconcile_settings(
+                        fresh, server.edition, requested, allow_retention_drop=allow_retention_drop
+                    )
+    return ApplyResult(tuple(applied), server, tuple(changes))
 
 
 def _adopt_existing_table(

@@ -49,9 +49,10 @@ DEFAULT_RETENTION_SCHEDULE = "35 3 * * *"
 _REFRESH = "analytics-refresh"
 _RETENTION = "analytics-retention"
 _REFRESH_COMMAND = "CALL analytics_refresh_aggregates()"
+# The setting is read at each run, so a deploy that changes retention needs no reschedule.
 _RETENTION_COMMAND = (
     f"SELECT count(*) FROM drop_chunks('{EVENTS_TABLE}',"
-    f" older_than => INTERVAL '{RETENTION.days} days')"
+    f" older_than => analytics_setting('retention', INTERVAL '{RETENTION.days} days'))"
 )
 
 

@@ -6,7 +6,7 @@ Read-only throughout: ``status`` must work on a replica or with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,12 @@ from analytics_core.migrate.jobs import (
 )
 from analytics_core.migrate.ledger import read_ledger
 from analytics_core.migrate.scheduling import CronJob, read_cron_jobs
+from analytics_core.migrate.settings import (
+    Setting,
+    SettingValue,
+    effective_settings,
+    setting_text,
+)
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations
 from analytics_core.schema import AGGREGATES, COMPRESS_AFTER, EVENTS_TABLE, RETENTION
 
@@ -157,6 +163,8 @@ class SchemaStatus:
     #: Our pg_cron jobs with their last runs (Apache edition, where ``post --pg-cron``
     #: scheduled them); see :func:`with_cron_jobs`.
     cron_jobs: tuple[CronJob, ...] = ()
+    #: Every tunable setting's effective value and where it came from.
+    settings: dict[Setting, SettingValue] = field(default_factory=dict)
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -189,6 +197,10 @@ class SchemaStatus:
         ]
         for job, health in zip(document["jobs"], self.jobs, strict=True):
             job["healthy"] = health.healthy
+        document["settings"] = {
+            setting.value: {"value": setting_text(value.value), "source": value.source}
+            for setting, value in self.settings.items()
+        }
         return document | {
             "pending": list(self.pending),
             "drifted": list(self.drifted),
@@ -259,6 +271,7 @@ def read_status(
         warnings=_preload_warning(server) + (worker_warnings(conn, len(jobs)) if jobs else ()),
         maintenance=maintenance,
         unknown_migrations=unknown,
+        settings=effective_settings(conn),
     )
 
 

@@ -207,11 +207,13 @@ BEGIN
         RAISE EXCEPTION 'no incrementally refreshed aggregate named %', aggregate
             USING HINT = 'Run analytics-migrate all (or repair) first.';
     END IF;
-    -- The refresh policy's window, 3 days up to 1 hour ago, and every bucket since the old
+    -- The refresh window (the settings; by default 3 days up to 1 hour ago), and every bucket since the old
     -- watermark (maintain may not have run for longer than that).
-    window_end := greatest(time_bucket(state.bucket_width, now() - INTERVAL '1 hour'),
+    window_end := greatest(time_bucket(state.bucket_width,
+                                       now() - analytics_setting('refresh_end_offset', INTERVAL '1 hour')),
                            state.materialized_until);
-    window_start := least(time_bucket(state.bucket_width, now() - INTERVAL '3 days'),
+    window_start := least(time_bucket(state.bucket_width,
+                                      now() - analytics_setting('refresh_start_offset', INTERVAL '3 days')),
                           coalesce(state.materialized_until, '-infinity'));
 
     -- Late events: buckets of the last 14 days before the window that received rows since
