@@ -23,14 +23,17 @@ from analytics_core.cli.migrate import app as migrate_app
 from analytics_core.events import TaskCreated
 from analytics_core.migrate import Edition, Phase, load_migrations
 from analytics_core.migrate.adopt import (
+    BACKUP_SUFFIX,
     LEGACY_TABLE,
     Strategy,
     adopt,
+    foreign_aggregates,
     inspect_events_table,
     plan_adoption,
+    set_aside_aggregates,
 )
 from analytics_core.migrate.runner import milliseconds
-from analytics_core.schema import CHUNK_INTERVAL, EVENTS_TABLE
+from analytics_core.schema import AGGREGATES, CHUNK_INTERVAL, EVENTS_TABLE
 from devtools.psycopg_shim import PsycopgShim
 from devtools.sql_session import SqlSession
 
@@ -374,3 +377,82 @@ def test_compressed_chunks_of_a_reference_hypertable_get_event_ids(
 def _creating_statements() -> tuple[str, ...]:
     _, statements = load_migrations()[Phase.PRE][0].statements(Edition.APACHE)
     return statements
+
+
+# --- aggregates of the same names ----------------------------------------------------------------
+
+# The reference design's seven rollups, with columns of their own (materialized views: the
+# Apache edition has no continuous aggregates).
+REFERENCE_AGGREGATES = "\n".join(
+    f"CREATE MATERIALIZED VIEW {name} AS SELECT time_bucket(INTERVAL '1 day', \"timestamp\")"
+    f" AS bucket, count(*) AS events FROM analytics_events GROUP BY 1;"
+    for name in (a.name for a in AGGREGATES)
+)
+
+
+@pytest.mark.server
+def test_a_reference_database_with_its_aggregates_is_taken_over_with_a_flag(
+    database_url: str,
+) -> None:
+    build(database_url, REFERENCE_TABLE + REFERENCE_AGGREGATES)
+    before = snapshot(database_url)
+    days = one(database_url, f"SELECT count(*) FROM {AGGREGATES[0].name}")
+
+    code, out, err = migrate("all", "--adopt", url=database_url)
+    assert code == 1, out + err
+    message = " ".join(err.split())
+    assert "these exist but were not created by analytics-migrate: " in message
+    assert f"{AGGREGATES[0].name} (a materialized view of bucket, events)" in message
+    assert "--replace-aggregates" in message
+    assert one(database_url, "SELECT to_regclass('_yoyo_migration') IS NULL") is True
+    code, out, err = migrate("status", url=database_url)
+    assert "post --replace-aggregates" in " ".join(err.split())
+
+    code, out, err = migrate("all", "--adopt", "--replace-aggregates", url=database_url)
+    assert code == 0, out + err
+    assert snapshot(database_url) == before
+    for aggregate in AGGREGATES:
+        backup = aggregate.name + BACKUP_SUFFIX
+        assert one(database_url, f"SELECT count(*) FROM {backup}") == days
+    assert one(database_url, f"SELECT count(*) FROM {AGGREGATES[1].name}") > 0  # backfilled
+    code, out, err = migrate("status", url=database_url)
+    assert code == 0, out + err
+    assert "kept from an adoption, with the rows they had" in " ".join(err.split())
+
+
+@pytest.mark.community
+def test_continuous_aggregates_of_our_names_are_set_aside_with_their_rows(
+    community_session: SqlSession,
+) -> None:
+    session = community_session
+    session.execute(REFERENCE_TABLE.replace("CREATE EXTENSION IF NOT EXISTS timescaledb;", ""))
+    fill = FILL.replace("%s::timestamptz", f"'{NOW.isoformat()}'::timestamptz")
+    session.execute(fill.replace("%%", "%"))
+    name = AGGREGATES[0].name
+    session.execute(
+        f"CREATE MATERIALIZED VIEW {name} WITH (timescaledb.continuous) AS"
+        " SELECT time_bucket(INTERVAL '1 day', \"timestamp\") AS bucket, count(*) AS events"
+        " FROM analytics_events GROUP BY 1 WITH NO DATA"
+    )
+    session.execute(
+        f"SELECT add_continuous_aggregate_policy('{name}', start_offset => INTERVAL '3 days',"
+        " end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '1 hour')"
+    )
+    session.execute(f"CALL refresh_continuous_aggregate('{name}', NULL, NULL)")
+    (rows,) = session.fetch(f"SELECT count(*) AS n FROM {name}")
+    conn: Any = PsycopgShim(session)
+
+    found = foreign_aggregates(conn, [a.name for a in AGGREGATES])
+    assert [(f.name, f.kind, f.columns) for f in found] == [
+        (name, "continuous aggregate", ("bucket", "events"))
+    ]
+    set_aside_aggregates(conn, found, milliseconds(timedelta(seconds=5)))
+
+    (kept,) = session.fetch(f"SELECT count(*) AS n FROM {name}{BACKUP_SUFFIX}")
+    assert kept["n"] == rows["n"] > 0
+    (policies,) = session.fetch(
+        "SELECT count(*) AS n FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+    )
+    assert policies["n"] == 0  # the renamed aggregate's refresh policy is stopped
+    assert foreign_aggregates(conn, [a.name for a in AGGREGATES]) == []

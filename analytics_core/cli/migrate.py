@@ -34,6 +34,7 @@ from analytics_core.migrate import (
     AdoptionRefused,
     DriftDetected,
     Edition,
+    ForeignAggregates,
     PendingPreDeploy,
     Phase,
 )
@@ -192,6 +193,17 @@ def _settings(
     }
 
 
+ReplaceAggregates = Annotated[
+    bool,
+    typer.Option(
+        "--replace-aggregates",
+        help="Rename relations that hold our aggregates' names but were not created by "
+        "analytics-migrate to <name>_before_adoption (rows kept), then create ours "
+        "(default: refuse, naming them, exit 1).",
+    ),
+]
+
+
 Adopt = Annotated[
     bool,
     typer.Option(
@@ -207,7 +219,13 @@ def _errors(url: str | None) -> Iterator[None]:
     """Turn library errors into a message on stderr and the documented exit code."""
     try:
         yield
-    except (PendingPreDeploy, DriftDetected, AdoptionRefused, RetentionDropRefused) as error:
+    except (
+        PendingPreDeploy,
+        DriftDetected,
+        AdoptionRefused,
+        ForeignAggregates,
+        RetentionDropRefused,
+    ) as error:
         fail(str(error), EXIT_PENDING)
     except (AnalyticsCoreError, ValueError) as error:
         fail(scrub(str(error), url))
@@ -228,6 +246,7 @@ def _apply(
     pg_cron: bool = False,
     settings: dict[Setting, str | None] | None = None,
     allow_retention_drop: bool = False,
+    replace_aggregates: bool = False,
 ) -> None:
     url = resolve_url(url_option, MIGRATE_ENV_VARS)
     try:
@@ -254,6 +273,7 @@ def _apply(
                 adopt=adopt,
                 settings=requested,
                 allow_retention_drop=allow_retention_drop,
+                replace_aggregates=replace_aggregates,
             )
         if pg_cron and result.server.edition is Edition.APACHE:
             cron_jobs = migrate.schedule_upkeep(url)
@@ -318,6 +338,7 @@ def all_(
     refresh_schedule: RefreshSchedule = None,
     chunk_interval: ChunkInterval = None,
     allow_retention_drop: AllowRetentionDrop = False,
+    replace_aggregates: ReplaceAggregates = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply pre-deploy then post-deploy migrations, then make the database follow the
@@ -340,6 +361,7 @@ def all_(
             chunk_interval=chunk_interval,
         ),
         allow_retention_drop=allow_retention_drop,
+        replace_aggregates=replace_aggregates,
     )
 
 
@@ -380,6 +402,7 @@ def post(
     refresh_schedule: RefreshSchedule = None,
     chunk_interval: ChunkInterval = None,
     allow_retention_drop: AllowRetentionDrop = False,
+    replace_aggregates: ReplaceAggregates = False,
     as_json: AsJson = False,
 ) -> None:
     """Apply post-deploy migrations (compression, retention, aggregates, backfill), then
@@ -405,6 +428,7 @@ def post(
             chunk_interval=chunk_interval,
         ),
         allow_retention_drop=allow_retention_drop,
+        replace_aggregates=replace_aggregates,
     )
 
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from analytics_core.migrate.adopt import AdoptionPlan, AdoptionRefused
+from analytics_core.migrate.adopt import AdoptionPlan, AdoptionRefused, ForeignAggregates
 from analytics_core.migrate.drift import DriftKind, SchemaDrift, check_schema
 from analytics_core.migrate.dsn import mask_password, resolve_database_url
 from analytics_core.migrate.edition import (
@@ -65,6 +65,7 @@ __all__ = [
     "DryRun",
     "Edition",
     "EditionChoice",
+    "ForeignAggregates",
     "JobStatus",
     "LockTimeout",
     "MaintenanceResult",

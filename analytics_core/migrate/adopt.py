@@ -41,17 +41,22 @@ from analytics_core.migrate.errors import MigrateError
 from analytics_core.schema import CHUNK_INTERVAL, EVENTS_TABLE
 
 __all__ = [
+    "BACKUP_SUFFIX",
     "LEGACY_TABLE",
     "AdoptionPlan",
     "AdoptionRefused",
     "Column",
     "EventsTable",
+    "ForeignAggregate",
+    "ForeignAggregates",
     "Strategy",
     "adopt",
+    "foreign_aggregates",
     "inspect_events_table",
     "interrupted_copy",
     "plan_adoption",
     "resume_copy",
+    "set_aside_aggregates",
 ]
 
 #: Where a plain table's rows wait while they are copied into the new hypertable.
@@ -521,6 +526,113 @@ def _drop_legacy_when_all_copied(conn: psycopg.Connection[Any]) -> None:
     # Kept if a view of the application's reads it: every row is in the new table anyway.
     with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(LEGACY_TABLE)))
+
+
+# --- aggregates of the same names -------------------------------------------------------------
+
+#: What a set-aside aggregate is renamed to: ``<name>`` + this.
+BACKUP_SUFFIX: Final = "_before_adoption"
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignAggregate:
+    """A relation with one of our aggregates' names that the migrations did not create."""
+
+    name: str
+    #: ``continuous aggregate``, ``materialized view``, ``view`` or ``table``.
+    kind: str
+    columns: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name} (a {self.kind} of {', '.join(self.columns)})"
+
+
+class ForeignAggregates(MigrateError):
+    """Relations hold our aggregates' names; ``post`` replaces them only when told to."""
+
+    def __init__(self, found: list[ForeignAggregate]) -> None:
+        self.found = found
+        super().__init__(
+            "these exist but were not created by analytics-migrate: "
+            + "; ".join(str(f) for f in found)
+            + ". `analytics-migrate post --replace-aggregates` (or `all --replace-aggregates`) "
+            f"renames each to <name>{BACKUP_SUFFIX}, keeping its rows and stopping its refresh "
+            "policy, then creates ours and backfills them from the raw events; drop the "
+            "renamed ones once you no longer need their rows"
+        )
+
+
+def foreign_aggregates(conn: psycopg.Connection[Any], names: list[str]) -> list[ForeignAggregate]:
+    """The relations of the search path named like one of ``names`` (call it before the
+    migration that creates them)."""
+    rows = conn.execute(
+        """
+        SELECT c.relname,
+               CASE WHEN c.relkind = 'm' THEN 'materialized view'
+                    WHEN c.relkind = 'v' AND EXISTS (
+                        SELECT FROM timescaledb_information.continuous_aggregates a
+                         WHERE a.view_name = c.relname) THEN 'continuous aggregate'
+                    WHEN c.relkind = 'v' THEN 'view'
+                    ELSE 'table' END,
+               array(SELECT attname::text FROM pg_attribute
+                      WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped
+                      ORDER BY attnum)
+        FROM pg_class c
+        WHERE c.relname = ANY(%s) AND c.relnamespace = current_schema()::regnamespace
+          AND c.relkind IN ('r', 'p', 'v', 'm')
+        ORDER BY c.relname
+        """,
+        (names,),
+    ).fetchall()
+    return [ForeignAggregate(str(name), str(kind), tuple(columns)) for name, kind, columns in rows]
+
+
+def set_aside_aggregates(
+    conn: psycopg.Connection[Any], found: list[ForeignAggregate], lock_timeout: sql.Composable
+) -> None:
+    """Rename each of ``found`` to ``<name>_before_adoption`` (its indexes too, whose names
+    would clash with ours), and stop the refresh policy of a continuous aggregate; one
+    transaction each."""
+    for aggregate in found:
+        backup = aggregate.name + BACKUP_SUFFIX
+        kind = {
+            "continuous aggregate": "MATERIALIZED VIEW",
+            "materialized view": "MATERIALIZED VIEW",
+            "view": "VIEW",
+            "table": "TABLE",
+        }[aggregate.kind]
+        steps = [
+            sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout),
+            sql.SQL("ALTER {} {} RENAME TO {}").format(
+                sql.SQL(kind), sql.Identifier(aggregate.name), sql.Identifier(backup)
+            ),
+            sql.SQL(_RENAME_INDEXES).format(
+                relation=sql.Literal(backup), prefix=sql.Literal(backup + "_")
+            ),
+        ]
+        if aggregate.kind == "continuous aggregate":
+            steps.append(
+                sql.SQL("SELECT remove_continuous_aggregate_policy({}, if_exists => true)").format(
+                    sql.Literal(backup)
+                )
+            )
+        conn.execute(sql.SQL("; ").join(steps))
+
+
+_RENAME_INDEXES: Final = """
+DO $rename$
+DECLARE
+    found record;
+    n int := 0;
+BEGIN
+    FOR found IN SELECT indexrelid::regclass AS name FROM pg_index
+                  WHERE indrelid = to_regclass({relation})
+    LOOP
+        n := n + 1;
+        EXECUTE format('ALTER INDEX %s RENAME TO %I', found.name, {prefix} || n);
+    END LOOP;
+END
+$rename$"""
 
 
 # --- shared ------------------------------------------------------------------------------------

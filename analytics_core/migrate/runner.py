@@ -38,11 +38,14 @@ from analytics_core.errors import ConnectionFailed
 from analytics_core.migrate.adopt import (
     AdoptionPlan,
     AdoptionRefused,
+    ForeignAggregates,
     Strategy,
+    foreign_aggregates,
     inspect_events_table,
     interrupted_copy,
     plan_adoption,
     resume_copy,
+    set_aside_aggregates,
 )
 from analytics_core.migrate.adopt import adopt as adopt_table
 from analytics_core.migrate.drift import DriftKind, check_schema
@@ -79,6 +82,7 @@ from analytics_core.migrate.settings import (
     refuse_retention_drop,
 )
 from analytics_core.migrate.sources import MigrationFile, Phase, load_migrations, write_rendered
+from analytics_core.schema import AGGREGATES
 
 __all__ = [
     "DEFAULT_DDL_LOCK_TIMEOUT",
@@ -100,6 +104,9 @@ __all__ = [
 DEFAULT_LOCK_WAIT = timedelta(minutes=5)
 #: How long one DDL statement may wait for a table lock (held by ingestion or a long query).
 DEFAULT_DDL_LOCK_TIMEOUT = timedelta(seconds=10)
+
+#: The migration that creates the aggregates: before it, relations of their names are not ours.
+AGGREGATES_MIGRATION = "post_0002_aggregates"
 
 # The lock's key, under its old name (tests take the lock as another deploy would).
 _ADVISORY_LOCK_KEY = ADVISORY_LOCK_KEY
@@ -274,12 +281,15 @@ def apply(
     adopt: bool = False,
     settings: Mapping[Setting, SettingValue] | None = None,
     allow_retention_drop: bool = False,
+    replace_aggregates: bool = False,
 ) -> ApplyResult:
     """Apply the pending migrations of ``phases`` (in the order given) and return their ids.
 
     An ``analytics_events`` that the migrations did not create is brought to our shape first
     when ``adopt`` is set, and refused (AdoptionRefused) otherwise: see
-    :mod:`analytics_core.migrate.adopt`.
+    :mod:`analytics_core.migrate.adopt`. Relations named like our aggregates that the
+    migrations did not create are refused (ForeignAggregates) before anything is applied,
+    or renamed aside, rows kept, with ``replace_aggregates``.
 
     With POST, the database is then made to follow the effective settings, ``settings``
     stored first (:mod:`analytics_core.migrate.settings`); RetentionDropRefused, before
@@ -312,6 +322,11 @@ def apply(
             if requested and Phase.POST not in phases:
                 raise MigrateError("settings are reconciled by `post` (or `all`), not `pre`")
             refuse_retention_drop(plan_settings(conn, requested), allowed=allow_retention_drop)
+            foreign = []
+            if Phase.POST in phases and AGGREGATES_MIGRATION not in ledger.applied:
+                foreign = foreign_aggregates(conn, [a.name for a in AGGREGATES])
+                if foreign and not replace_aggregates:
+                    raise ForeignAggregates(foreign)
             if Phase.PRE in phases:
                 _adopt_existing_table(
                     conn,
@@ -329,6 +344,8 @@ def apply(
                 # a new session (the loader of a session opened before the extension existed
                 # may not have loaded the licensed library).
                 server = inspect_url(url)
+                if phase is Phase.POST and foreign:
+                    set_aside_aggregates(conn, foreign, milliseconds(ddl_lock_timeout))
                 applied += _apply_phase(
                     url=url,
                     conn=conn,

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from analytics_core._json import jsonable
 from analytics_core.migrate._catalog import in_python_range
+from analytics_core.migrate.adopt import BACKUP_SUFFIX, ForeignAggregates, foreign_aggregates
 from analytics_core.migrate.drift import SchemaDrift, check_schema
 from analytics_core.migrate.edition import (
     Edition,
@@ -34,6 +35,7 @@ from analytics_core.migrate.jobs import (
     worker_warnings,
 )
 from analytics_core.migrate.ledger import read_ledger
+from analytics_core.migrate.runner import AGGREGATES_MIGRATION
 from analytics_core.migrate.scheduling import CronJob, read_cron_jobs
 from analytics_core.migrate.settings import (
     Setting,
@@ -268,7 +270,11 @@ def read_status(
             post_applied=bool(post.applied) and not post.pending,
         ),
         preflight=preflight_problems(server),
-        warnings=_preload_warning(server) + (worker_warnings(conn, len(jobs)) if jobs else ()),
+        warnings=_preload_warning(server)
+        + (worker_warnings(conn, len(jobs)) if jobs else ())
+        + _adoption_warnings(
+            conn, aggregates_applied=any(m.id == AGGREGATES_MIGRATION for m in post.applied)
+        ),
         maintenance=maintenance,
         unknown_migrations=unknown,
         settings=effective_settings(conn),
@@ -285,6 +291,27 @@ def with_cron_jobs(status: SchemaStatus, url: str) -> SchemaStatus:
     except MigrateError as error:
         return replace(status, warnings=(*status.warnings, str(error)))
     return replace(status, cron_jobs=jobs)
+
+
+def _adoption_warnings(
+    conn: psycopg.Connection[Any], *, aggregates_applied: bool
+) -> tuple[str, ...]:
+    """Relations of our aggregates' names that ``post`` would refuse, and the ones an
+    adoption renamed aside, which are kept until someone drops them."""
+    names = [aggregate.name for aggregate in AGGREGATES]
+    notes = []
+    if not aggregates_applied:
+        foreign = foreign_aggregates(conn, names)
+        if foreign:
+            notes.append(str(ForeignAggregates(foreign)))
+    kept = foreign_aggregates(conn, [name + BACKUP_SUFFIX for name in names])
+    if kept:
+        notes.append(
+            "kept from an adoption, with the rows they had: "
+            + ", ".join(f"{k.name} ({k.kind})" for k in kept)
+            + "; drop each once its rows are no longer needed"
+        )
+    return tuple(notes)
 
 
 def _preload_warning(server: ServerInfo) -> tuple[str, ...]:
@@ -432,7 +459,12 @@ def _aggregates(
                 refreshed.setdefault(aggregate.name, []).append(state.refreshed_at)
         elif aggregate.name in views:
             kind = "view"
-        if kind is not None and _is_populated(conn, aggregate.name):
+        # A relation of this name that is not ours (before an adoption) may lack the column.
+        if (
+            kind is not None
+            and _is_populated(conn, aggregate.name)
+            and _has_column(conn, aggregate.name, aggregate.time_column)
+        ):
             row = conn.execute(
                 sql.SQL("SELECT {} FROM {}").format(
                     sql.SQL(in_python_range("max({column})")).format(
@@ -445,6 +477,15 @@ def _aggregates(
         last_refreshed_at = max(refreshed.get(aggregate.name, []), default=None)
         result.append(AggregateStatus(aggregate.name, kind, watermark, latest, last_refreshed_at))
     return tuple(result)
+
+
+def _has_column(conn: psycopg.Connection[Any], relation: str, column: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+        " AND attname = %s AND NOT attisdropped)",
+        (relation, column),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _is_populated(conn: psycopg.Connection[Any], name: str) -> bool:
