@@ -568,12 +568,8 @@ def foreign_aggregates(conn: psycopg.Connection[Any], names: list[str]) -> list[
     rows = conn.execute(
         """
         SELECT c.relname,
-               CASE WHEN c.relkind = 'm' THEN 'materialized view'
-                    WHEN c.relkind = 'v' AND EXISTS (
-                        SELECT FROM timescaledb_information.continuous_aggregates a
-                         WHERE a.view_name = c.relname) THEN 'continuous aggregate'
-                    WHEN c.relkind = 'v' THEN 'view'
-                    ELSE 'table' END,
+               CASE c.relkind WHEN 'm' THEN 'materialized view' WHEN 'v' THEN 'view'
+                              ELSE 'table' END,
                array(SELECT attname::text FROM pg_attribute
                       WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped
                       ORDER BY attnum)
@@ -584,6 +580,24 @@ def foreign_aggregates(conn: psycopg.Connection[Any], names: list[str]) -> list[
         """,
         (names,),
     ).fetchall()
+    if not rows:
+        return []
+    # A continuous aggregate is a view to the catalog; TimescaleDB's own view tells them
+    # apart (it exists only once the extension does).
+    continuous: set[str] = set()
+    if _has_timescaledb(conn):
+        continuous = {
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT view_name FROM timescaledb_information.continuous_aggregates"
+                " WHERE view_name = ANY(%s)",
+                (names,),
+            ).fetchall()
+        }
+    rows = [
+        (name, "continuous aggregate" if name in continuous else kind, columns)
+        for name, kind, columns in rows
+    ]
     return [ForeignAggregate(str(name), str(kind), tuple(columns)) for name, kind, columns in rows]
 
 
@@ -671,11 +685,16 @@ def _has_nulls(conn: psycopg.Connection[Any], column: str) -> bool:
     return bool(row and row[0])
 
 
-def _is_hypertable(conn: psycopg.Connection[Any]) -> bool:
+def _has_timescaledb(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the timescaledb extension exists in this database."""
     row = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb')"
     ).fetchone()
-    if not (row and row[0]):
+    return bool(row and row[0])
+
+
+def _is_hypertable(conn: psycopg.Connection[Any]) -> bool:
+    if not _has_timescaledb(conn):
         return False
     found = conn.execute(
         "SELECT EXISTS (SELECT FROM timescaledb_information.hypertables"
