@@ -435,17 +435,35 @@ def _adopt_by_copy(
         # Its index and sequence names would clash with the new table's.
         sql.SQL(_RENAME_LEGACY_RELATIONS),
         *(sql.SQL(statement) for statement in create_table_sql),
+        # New rows get ids past the old ones from the first write on.
+        sql.SQL(
+            "SELECT setval(pg_get_serial_sequence({t}, 'id'),"
+            " greatest((SELECT max(id) FROM {legacy}), 1))"
+        ).format(t=sql.Literal(EVENTS_TABLE), legacy=legacy),
     ]
     conn.execute(sql.SQL("; ").join(swap))
-    if "id" in table.columns:
-        conn.execute(
-            sql.SQL(
-                "SELECT setval(pg_get_serial_sequence({t}, 'id'),"
-                " greatest((SELECT max(id) FROM {legacy}), 1))"
-            ).format(t=sql.Literal(EVENTS_TABLE), legacy=legacy)
-        )
+    _rescue_root_rows(conn, lock_timeout)
     _copy_rows(conn, "event_id" in table.columns, progress)
     _drop_legacy_when_all_copied(conn)
+
+
+def _rescue_root_rows(conn: psycopg.Connection[Any], lock_timeout: sql.Composable) -> None:
+    """Move rows that writers put into the new hypertable's root table into its chunks.
+
+    A COPY that was waiting for the swap's lock had been judged against the old, plain table
+    by TimescaleDB (not a hypertable), so once the name led to the new table PostgreSQL's
+    own COPY wrote into the hypertable's root, where no query sees them (TimescaleDB 2.23
+    has no trigger to refuse it). The lock waits for every such writer to finish; later
+    ones go through TimescaleDB and land in chunks.
+    """
+    events = sql.Identifier(EVENTS_TABLE)
+    conn.execute(
+        sql.SQL(
+            "SET LOCAL lock_timeout = {timeout}; "
+            "LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE; "
+            "WITH moved AS (DELETE FROM ONLY {t} RETURNING *) INSERT INTO {t} SELECT * FROM moved"
+        ).format(timeout=lock_timeout, t=events)
+    )
 
 
 def interrupted_copy(conn: psycopg.Connection[Any]) -> AdoptionPlan | None:
@@ -464,13 +482,18 @@ def interrupted_copy(conn: psycopg.Connection[Any]) -> AdoptionPlan | None:
     )
 
 
-def resume_copy(conn: psycopg.Connection[Any], progress: Progress | None = None) -> None:
+def resume_copy(
+    conn: psycopg.Connection[Any],
+    lock_timeout: sql.Composable,
+    progress: Progress | None = None,
+) -> None:
     """Finish an interrupted copy: the rows already copied are skipped."""
     has_event_id = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s)"
         " AND attname = 'event_id' AND NOT attisdropped)",
         (LEGACY_TABLE,),
     ).fetchone()
+    _rescue_root_rows(conn, lock_timeout)
     _copy_rows(conn, bool(has_event_id and has_event_id[0]), progress)
     _drop_legacy_when_all_copied(conn)
 

@@ -381,7 +381,7 @@ def _adopt_existing_table(
     if unfinished is not None:
         if not adopt:
             raise AdoptionRefused(unfinished, asked=False)
-        resume_copy(conn, progress)
+        resume_copy(conn, milliseconds(ddl_lock_timeout), progress)
         return
     creating = pre_files[0]
     if creating.id in ledger.applied:
