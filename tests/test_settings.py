@@ -29,6 +29,7 @@ from analytics_core.schema import AGGREGATES, EVENTS_TABLE
 from devtools.psycopg_shim import PsycopgShim
 from devtools.seeding import EventRow, insert
 from devtools.sql_session import SqlSession
+from tests.test_apache_aggregates import require_apache
 from tests.test_schema_community import apply_migrations
 
 NO_URL_ENV = {"DATABASE_URL": "", "PLATFORM_DATABASE_URL": "", "ANALYTICS_MIGRATE_DATABASE_URL": ""}
@@ -237,6 +238,7 @@ def test_deploys_change_settings_status_shows_them_and_maintain_follows(database
 @pytest.mark.server
 def test_the_apache_refresh_window_follows_its_setting(database_url: str) -> None:
     assert migrate("all", url=database_url)[0] == 0
+    require_apache(database_url)
     assert migrate("maintain", url=database_url)[0] == 0  # materialized up to an hour ago
     late = NOW - timedelta(days=5)  # past the 3-day window and, below, inside a 7-day one
     insert(database_url, [EventRow(late, "task_created", {"task_id": "t", "command": "c"})])
