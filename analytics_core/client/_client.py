@@ -18,6 +18,7 @@ from typing import Any, Final, Self
 from analytics_core._checks import seconds
 from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
+from analytics_core.client._encoder import row_encoder
 from analytics_core.client._lifecycle import forget_client, register_client, register_connection
 from analytics_core.client._log import logger
 from analytics_core.client._queue import EventQueue, LocalIntake
@@ -59,7 +60,10 @@ class AnalyticsClient:
     - ``connect_timeout`` (5.0 s): per connection attempt (libpq: whole seconds, at least 2).
     - ``statement_timeout`` (30.0 s): server-side bound on each COPY; a server that stops
       answering altogether is cut off 5 s after it.
-    - ``max_backoff`` (10.0 s): longest pause between retries while the database is away.
+    - ``max_backoff`` (10.0 s): longest pause between retries of a write the database
+      refuses (a permission, a missing table, too many connections). While it cannot be
+      reached at all, a connection is tried at least every 0.5 s (or ``max_backoff`` if
+      lower), so writing resumes within about that long of its return.
     - ``enabled`` (True): False makes a client that connects nowhere and discards events,
       counting them as written (for development; see also ``analytics_core.testing``).
     - ``_intake`` (None): private, for the test doubles in ``analytics_core.testing``: the
@@ -132,7 +136,9 @@ class AnalyticsClient:
         validates the fields) or use ``events.parse_event`` for raw payloads.
 
         Dropped means the queue holds ``max_queue_size`` events already, or the client is
-        closed; either is counted in ``stats.dropped``. Never blocks and does no I/O.
+        closed; either is counted in ``stats.dropped``. Never blocks and does no I/O; it
+        serialises the event into its row here, in the caller's thread (a few microseconds),
+        so that the queue holds bytes and the worker's turns with the GIL stay short.
         """
         if type(event) not in EVENT_CLASSES:
             check_event(event)
@@ -221,7 +227,7 @@ class AnalyticsClient:
 
     def _start_worker(self) -> None:
         config = self._config
-        queue = EventQueue(config.max_queue_size, config.batch_size)
+        queue = EventQueue(config.max_queue_size, config.batch_size, row_encoder(config.service))
         connection = EventsConnection(config.conninfo, config.statement_timeout_ms)
         register_connection(connection)
         worker = Worker(config, queue, connection)
