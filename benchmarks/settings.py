@@ -34,6 +34,16 @@ class Settings:
     #: Days of data (ending at today's UTC midnight) and distinct users in them.
     aggregate_days: int
     aggregate_users: int
+    #: The peers benchmark: rounds (each runs every client once, in rotated order); calls per
+    #: call-cost sample; calls of the 1,000/s open loop (the 10,000/s one makes 4x as many);
+    #: events of the delivery sample; how long the outage's destination is down, in ms; and
+    #: events queued for the collector sample.
+    peer_rounds: int
+    peer_calls: int
+    peer_open_calls: int
+    peer_events: int
+    peer_outage_ms: int
+    peer_gc_events: int
     #: Fixed seed of every generated data set.
     seed: int = 20240603
 
@@ -56,6 +66,12 @@ FULL: Final = Settings(
     aggregate_runs=5,
     aggregate_days=90,
     aggregate_users=2_000,
+    peer_rounds=2,
+    peer_calls=20_000,
+    peer_open_calls=5_000,
+    peer_events=30_000,
+    peer_outage_ms=5_000,
+    peer_gc_events=100_000,
 )
 
 #: A smoke run that exercises every code path in seconds; its figures mean little.
@@ -73,4 +89,10 @@ QUICK: Final = Settings(
     aggregate_runs=1,
     aggregate_days=90,
     aggregate_users=200,
+    peer_rounds=1,
+    peer_calls=500,
+    peer_open_calls=200,
+    peer_events=1_000,
+    peer_outage_ms=500,
+    peer_gc_events=2_000,
 )
