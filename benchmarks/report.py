@@ -481,7 +481,8 @@ def _peers(result: peers.PeersResult) -> list[str]:
         "to a local HTTP sink in another process that parses each batch, counts its events "
         "and answers 200 at once. Every client gets the same 10,000 sample events (the "
         "peers: each event's name, user and JSON properties) and runs with its own defaults "
-        "(batches of 100, the peers' retry schedules), except the queue bound, the same for "
+        "(analytics-core's batches of 1,000, the peers' of 100, their retry schedules), "
+        "except the queue bound, the same for "
         "all in each sample.",
         "",
         "Fairness: the peers' destination is far cheaper than ours. The sink stores nothing, "

@@ -49,7 +49,10 @@ class AnalyticsClient:
 
     - ``database_url``: libpq DSN or URL of the database holding ``analytics_events``.
     - ``service``: the ``service`` column of every row, 1-100 characters.
-    - ``batch_size`` (100): events per COPY.
+    - ``batch_size`` (1000): events per COPY. Each COPY costs the writer thread a few turns
+      with the GIL (one per round trip, mostly psycopg's Python), which a caller of
+      ``track()`` busy with CPU work may have to wait out: fewer, larger batches make
+      fewer of them. A partial batch is written after ``flush_interval`` all the same.
     - ``flush_interval`` (10.0 s): longest time an event waits for its batch to fill.
     - ``max_queue_size`` (10 000): most events pending at once (queued, being built or being
       written); ``track()`` drops beyond it. At least ``batch_size``.
@@ -79,7 +82,7 @@ class AnalyticsClient:
         database_url: str,
         *,
         service: str,
-        batch_size: int = 100,
+        batch_size: int = 1000,
         flush_interval: float = 10.0,
         max_queue_size: int = 10_000,
         on_error: OnError | None = None,

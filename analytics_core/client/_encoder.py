@@ -10,8 +10,8 @@ the rows, a trailer.
 
 - the garbage collector has nothing to visit in a queue of 100,000 events (a bytes object
   is not tracked by it), where queued models made every full collection walk each of them;
-- the worker's turns with the GIL are short (join the rows, send them), instead of 100 rows'
-  worth of Python each: a caller busy with CPU work waits for the GIL only that long;
+- the worker's turns with the GIL are short (join the rows, send them), instead of a whole
+  batch's worth of Python each: a caller busy with CPU work waits for the GIL only that long;
 - the work is done once, by the thread that has the event at hand, with no hand-over.
 
 An event that cannot be serialised (built with ``model_construct`` from wrong values, say)
