@@ -815,41 +815,39 @@ def _limits(report: Report) -> list[str]:
 PROFILE_NOTES: Final = (
     "### Profiles",
     "",
-    "Taken at commit `515e47a8d2aa` (the client as committed) on this machine with "
-    "`py-spy record --gil` (samples of the thread holding the GIL; around lock hand-offs "
-    "it over-counts) and `EXPLAIN ANALYZE`.",
+    "Gathered by hand on this machine, with the tools named, while other work shared it "
+    "(load average 2-7: absolute times are inflated, shares are not).",
     "",
-    "Arm C, 200,000 events, three runs. Client threads' share of GIL samples: batcher "
-    "51 %, writer 26 %, producer 24 %.",
+    "**Where a row's microseconds go** (`timeit`, per event, at commit `af064d1`): "
+    "`track()` now does what the batcher did. pydantic's `to_json` of the payload "
+    "1.1-1.6 µs; the event id (`events.new_event_id_bytes`) 0.5-0.6 µs (1.2 µs through "
+    "`new_event_ids(1)`, which builds a list); a caller's datetime turned into the "
+    "server's microseconds 0.35 µs; each `struct` pack and the final `join` 0.12-0.13 µs; "
+    "the intake's lock and append about 0.3 µs. The whole row 3.4-4.1 µs. A's rows skip "
+    "all but psycopg's own encoding of a tuple whose JSON is already bytes.",
     "",
-    "- batcher, `build_batch` (`client/_encoder.py`): `new_event_id` 38 % (of which allocating the "
-    "UUID object, `object.__new__`, 18 %), `event_payload_json` (pydantic `to_json`) 33 %, "
-    "the row tuple and its timestamp the rest.",
-    "- writer: psycopg `Copy.write_row` 29 % (encoding the same rows A encodes), "
-    "`Condition.notify` 44 % (`_Handoff.release` 26 %, `EventQueue.settle` 18 %), "
-    "`Connection.wait` 11 %.",
-    "- producer, `track(event, timestamp=...)`: acquiring `EventQueue._lock` in `put` 32 %, "
-    "`check_timestamp` 29 % (only for an explicit timestamp).",
+    "**orjson, weighed and not taken**: `orjson.dumps` of the model's fields (a copy of "
+    "`__dict__` without `event_type`) gave documents equal to pydantic's for 5,000 sample "
+    "events in 0.5-0.8 µs instead of 1.1-1.6 µs. That is about 0.8 µs of the 5-6 µs per "
+    "event C costs: not enough to bring C's CPU per event to 2x A's, and it would make a "
+    "second serialiser of the stored document (the models' own, `event_payload_json`, is "
+    "the one source of truth) and a new dependency of the library.",
     "",
-    "Acted on at commit `702e9af`: the batcher now encodes each row straight into a binary "
-    "COPY tuple (event ids as 16 raw bytes from one clock reading per batch, no UUID "
-    "objects; timestamps as the server's int64; no psycopg per-row dumpers) and the writer "
-    "sends one buffer per batch; batches are taken `batch_size` at a time and built in "
-    "slices of 256 rows. Client CPU per 1k events went from 6-8 ms to about 4.7-5.6 ms "
-    "(the runs above). What remains in the batcher is mostly pydantic's `to_json` (about "
-    "1.0-1.15 µs per event, half of a row's build); serialising a list of events in one "
-    "call measured slower (2.75 µs per event).",
+    "**Who holds the GIL in an open loop** (`py-spy record --gil --threads --idle`, 20,000 "
+    "calls/s, batches of 100, at commit `af064d1`): the caller 81 % of samples, nobody "
+    "12.6 %, the writer thread 5.9 % (psycopg's Python between round trips: "
+    "`_maybe_prepare_gen`, `_fetch`, `_select_current_result`, `copy_to`, `copy_end`), the "
+    "batcher 0.6 %. A caller that spins holds the GIL; each of the writer's four round "
+    "trips per COPY ends in a forced switch, and the caller then waits out the writer's "
+    "turn. With about one call in twenty landing in such a turn, batches of 100 put the "
+    "p99 past 20 µs; the default is now 1000 (`b8e18f8`), a tenth of the turns per event.",
     "",
-    "`track()` p99 at 50 % of the maximum rate went from 22 ms to about 1.5 ms with the "
-    "slices: one 256-row slice holds the GIL for about 0.6 ms, and a call that lands "
-    "meanwhile waits for it. A 5 µs tail would need slices of one or two rows, or the "
-    "serialisation outside the GIL (a native extension or a worker process); shortening "
-    "`sys.setswitchinterval` would help but is process-wide, not a library's to change.",
-    "",
-    "`track()` in open loop at 27,000 calls/s against `AnalyticsClient(..., "
-    "enabled=False)` (the same `track()`, no worker): p50 0.5-0.9 µs and p90 1.0-1.5 µs, "
-    "like the baseline; against the live client p90 2.3-2.8 ms. The tail comes from "
-    "sharing the GIL and two CPUs with the worker, not from `track()`.",
+    "**Before issue 14** (commit `11ba94d`): the batcher built rows from queued models in "
+    "slices of 256 with the GIL held (0.25-0.6 ms each), which callers waited out: p99 "
+    "1.6 ms at 50 % of the sustained rate, 3 ms p99.9 at 1,000 calls/s; and 100,000 queued "
+    "models made each full collection about 90 ms longer. After a 5 s outage the doubling "
+    "backoff had reached 3.2-6.4 s, so writing resumed seconds after the database was "
+    "back.",
     "",
     "`queries.active_users` over the aggregate (63,011 (day, user) rows, 90 days), "
     "`EXPLAIN ANALYZE` on this machine: 38 ms (48 ms with per-node timing), no JIT. An "
