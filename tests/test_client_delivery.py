@@ -19,9 +19,11 @@ import pytest
 from psycopg import errors
 
 from analytics_core.client._backoff import RECONNECT_CAP_S
+from analytics_core.client._config import ClientConfig
 from analytics_core.client._delivery import Delivery
 from analytics_core.client._encoder import Batch, Rejection, Row, event_id_of, row_encoder
 from analytics_core.client._queue import EventQueue
+from analytics_core.client._worker import Worker
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.tracker import ClientStats
 
@@ -455,3 +457,57 @@ def test_an_abort_between_attempts_stops_a_batch_being_split() -> None:
     assert run.connection.copies == [8, 4]
     assert outcome(run) == (4, 0, 0, 1, 4)
     assert run.rejected == []
+
+
+# --- A backlog ----------------------------------------------------------------------------------
+
+
+class FakeEventsConnection(FakeConnection):
+    """The fake table with what the worker's threads also call on a connection."""
+
+    def interrupt_if_stuck(self, limit: float) -> bool:
+        return False
+
+    def shut(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_backlog_of_full_batches_is_written_in_fewer_copies() -> None:
+    # 35 events wait before the worker starts: the three full batches of 10 go out in one
+    # COPY (a backlog drains in fewer transactions), the five left when flushed.
+    config = ClientConfig.create(
+        "",
+        service="platform",
+        batch_size=10,
+        flush_interval=3600.0,
+        max_queue_size=100,
+        on_error=None,
+        shutdown_timeout=1.0,
+        connect_timeout=5.0,
+        statement_timeout=10.0,
+        max_backoff=0.1,
+        connect=False,
+    )
+    queue = EventQueue(100, 10, row_encoder("platform"))
+    for i in range(35):
+        assert queue.put(
+            TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command=f"{i}"), time.time_ns()
+        )
+    connection = FakeEventsConnection()
+    worker = Worker(config, queue, connection)  # type: ignore[arg-type]  # a fake connection
+    worker.start()
+    try:
+        assert worker.flush(time.monotonic() + 10) is True
+    finally:
+        worker.begin_close()
+        assert worker.join(time.monotonic() + 10) is True
+    assert connection.copies == [30, 5]
+    assert outcome_of(queue) == (35, 0, 0, 2, 0)
+
+
+def outcome_of(queue: EventQueue) -> tuple[int, int, int, int, int]:
+    s = queue.snapshot()
+    return s.written, s.failed, s.retried, s.batches, s.queue_depth

@@ -52,7 +52,9 @@ class AnalyticsClient:
     - ``batch_size`` (1000): events per COPY. Each COPY costs the writer thread a few turns
       with the GIL (one per round trip, mostly psycopg's Python), which a caller of
       ``track()`` busy with CPU work may have to wait out: fewer, larger batches make
-      fewer of them. A partial batch is written after ``flush_interval`` all the same.
+      fewer of them. A partial batch is written after ``flush_interval`` all the same;
+      full batches that wait together (a backlog) are written as one COPY of up to
+      10,000 rows (or ``batch_size``, if more).
     - ``flush_interval`` (10.0 s): longest time an event waits for its batch to fill.
     - ``max_queue_size`` (10 000): most events pending at once (queued, being built or being
       written); ``track()`` drops beyond it. At least ``batch_size``.

@@ -2,7 +2,9 @@
 
 - The **batcher** wakes when a batch is full, the flush interval has passed, ``flush()`` asks
   or ``close()`` starts. It takes ``batch_size`` rows at a time from the intake (a partial
-  batch only when one is due; ``track()`` encoded them) and hands each batch over. Between
+  batch only when one is due; ``track()`` encoded them) and hands each batch over; full
+  batches that wait together (a backlog) go over as one, of up to 10,000 rows, so that it
+  drains in fewer COPYs. Between
   batches it looks after the writer: a server that stops answering is cut off.
 - The **writer** writes one batch at a time by COPY. While it waits for the server, without
   the GIL, the batcher hands over the next batch.
@@ -41,6 +43,11 @@ _HOUSEKEEPING_S: Final = 1.0
 # The server's statement_timeout should end any operation first; this much later, the
 # connection is cut from our side (a frozen server does not enforce its own timeout).
 _WATCHDOG_GRACE_S: Final = 5.0
+# A backlog of full batches goes out in COPYs of up to this many rows (or batch_size, if
+# more). Each COPY costs the writer four round trips, and after each it needs the GIL back:
+# while a producer keeps the GIL busy that takes up to sys.getswitchinterval() (5 ms), so a
+# backlog written batch by batch drains at a pace set by the producer, not by the server.
+_BACKLOG_COPY_ROWS: Final = 10_000
 # While close() drains, retries come at least this often, so a database that comes back is
 # used before close()'s deadline.
 _CLOSING_RETRY_S: Final = 0.25
@@ -210,6 +217,7 @@ class Worker:
     def _batch_until_closed(self) -> None:
         queue = self.queue
         size = self._config.batch_size
+        backlog_rows = max(size, _BACKLOG_COPY_ROWS)
         interval = self._config.flush_interval
         emitted = 0
         next_due = time.monotonic() + interval
@@ -236,6 +244,8 @@ class Worker:
                 entries = queue.take(partial)
                 if not entries:
                     break
+                while len(entries) + size <= backlog_rows and queue.has_full_batch():
+                    entries.extend(queue.take(partial=False))
                 if not self._hand_over(Batch.of(entries)):
                     return
                 emitted += len(entries)
