@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
+from queue import SimpleQueue
 from typing import Any, Final
 
 from analytics_core import AnalyticsClient
@@ -303,6 +304,27 @@ def _open_loop(client: _Client, rate: float, seconds: float) -> list[int]:
     return samples
 
 
+def _baseline_loop(rate: float, seconds: float) -> list[int]:
+    """The open loop on ``SimpleQueue.put((item, time.time_ns()))``: the floor that the
+    machine and the interpreter set, measured in the same process just before."""
+    put = SimpleQueue[tuple[object, int]]().put
+    time_ns = time.time_ns
+
+    class _Floor(_Client):
+        def __init__(self) -> None:
+            self.items = [None]
+            self.builders = []
+
+        def send(self, item: Any) -> bool:
+            put((item, time_ns()))
+            return True
+
+        def drain(self, timeout: float) -> bool:
+            return True
+
+    return _open_loop(_Floor(), rate, seconds)
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -415,9 +437,8 @@ def _settle(client: _Client, delivered: Callable[[], int], total: int) -> None:
 
 def _collector(name: str, plan: Plan, pool: Sequence[AnalyticsEvent]) -> dict[str, float]:
     """Full collections before and after queueing ``gc_events`` events with the destination
-    unreachable, so that they stay queued: the shortest of five each (time taken from the
-    process by the scheduler of a busy machine only adds), and how many objects the
-    collector tracks besides.
+    unreachable, so that they stay queued: the shortest of five each, on the thread's CPU
+    clock, and how many objects the collector tracks besides.
 
     The process's own heap (the interpreter, pydantic's schemas, the sample events) costs
     every full collection something whatever the client does; the difference is what the
@@ -425,11 +446,13 @@ def _collector(name: str, plan: Plan, pool: Sequence[AnalyticsEvent]) -> dict[st
     """
 
     def full_collections() -> float:
+        # On the thread's CPU clock: the collection's own work, which stops every thread,
+        # without the time a busy machine's scheduler takes the process off its CPU.
         pauses = []
         for _ in range(5):
-            began = time.perf_counter()
+            began = time.thread_time()
             gc.collect()
-            pauses.append(time.perf_counter() - began)
+            pauses.append(time.thread_time() - began)
         return min(pauses)
 
     client = _make(name, plan.dead_target, pool, plan.gc_events + 1_000)
@@ -469,7 +492,11 @@ def measure(plan: Plan, control: Any, results: Connection) -> None:
 
     out: dict[str, Any] = {"client": name}
     out["calls"] = _call_cost(client, plan.calls)
-    out["open"] = [(rate, _open_loop(client, rate, seconds)) for rate, seconds in plan.open_loops]
+    out["open"] = []
+    out["open_baseline"] = []
+    for rate, seconds in plan.open_loops:
+        out["open_baseline"].append(_baseline_loop(rate, seconds))
+        out["open"].append((rate, _open_loop(client, rate, seconds)))
     out["throughput"] = _throughput(client, plan.throughput_events, delivered)
     client.close()
     out["outage"] = _outage(name, plan, control)

@@ -105,12 +105,14 @@ class ClientResult:
     #: Per rate of ``OPEN_RATES``: all rounds pooled, and each round's.
     open_loops: tuple[Percentiles, ...]
     open_rounds: tuple[tuple[Percentiles, ...], ...]
+    #: The same loops on ``SimpleQueue.put`` in the same process just before: the floor.
+    open_baselines: tuple[Percentiles, ...]
     rate: Spread
     cpu_per_1k: Spread
     outages: tuple[OutageRun, ...]
-    #: A full collection per round (shortest of five), in seconds: with ``gc_events`` queued,
-    #: before, and what the queued events added; and the objects they added for the
-    #: collector to track.
+    #: A full collection per round (shortest of five, on the CPU clock), in seconds: with
+    #: ``gc_events`` queued, before, and what the queued events added; and the objects they
+    #: added for the collector to track.
     gc_queued: Spread
     gc_before: Spread
     gc_added: Spread
@@ -268,6 +270,9 @@ def _client_result(name: str, runs: Sequence[tuple[dict[str, Any], OutageRun]]) 
             percentiles([s for raw in raws for s in raw["open"][index][1]]) for index in rates
         ),
         open_rounds=open_rounds,
+        open_baselines=tuple(
+            percentiles([s for raw in raws for s in raw["open_baseline"][index]]) for index in rates
+        ),
         rate=Spread.of([t["events"] / t["seconds"] for t in throughput]),
         cpu_per_1k=Spread.of([t["cpu_seconds"] / t["events"] * 1000 for t in throughput]),
         outages=tuple(outage for _, outage in runs),

@@ -194,7 +194,10 @@ def _peer_targets(result: peers.PeersResult) -> list[Target]:
         "peers",
         "open loop, 1,000 calls/s, every round",
         [run[0] for run in ours.open_rounds],
-        [(client.name, client.open_loops[0]) for client in others],
+        [
+            ("SimpleQueue.put", ours.open_baselines[0]),
+            *((client.name, client.open_loops[0]) for client in others),
+        ],
     )
     gc_goal_s = peers.TARGET_GC_PAUSE_S
     beside = "".join(f"; {client.name} {client.gc_added.high * 1000:,.0f} ms" for client in others)
@@ -521,18 +524,17 @@ def _peers(result: peers.PeersResult) -> list[str]:
     ]
     open_rows: list[tuple[str, ...]] = []
     for index, rate in enumerate(peers.OPEN_RATES):
-        for client in result.clients:
-            values = client.open_loops[index]
-            open_rows.append(
-                (
-                    f"{rate:,.0f}/s: {client.name}",
-                    *(_ns(values.at(p)) for p in _TAIL),
-                    _ns(values.maximum),
-                )
-            )
+        rows = [
+            (f"{rate:,.0f}/s: {client.name}", client.open_loops[index]) for client in result.clients
+        ]
+        rows.insert(1, (f"{rate:,.0f}/s: baseline", result.ours.open_baselines[index]))
+        for label, values in rows:
+            open_rows.append((label, *(_ns(values.at(p)) for p in _TAIL), _ns(values.maximum)))
     lines += [
         "**Open loop**: call *i* is due at `start + i / rate`; the caller spins until then "
-        "(holding the GIL) and latency counts from the due time; "
+        "(holding the GIL) and latency counts from the due time. The baseline is the same "
+        "loop on `SimpleQueue.put((event, time.time_ns()))` in analytics-core's process just "
+        "before: the floor this machine and interpreter set. "
         + " and ".join(
             f"{calls:,} calls at {rate:,.0f}/s"
             for rate, calls in zip(peers.OPEN_RATES, result.open_calls, strict=True)
@@ -601,7 +603,8 @@ def _peers(result: peers.PeersResult) -> list[str]:
         for client in result.clients
     ]
     lines += [
-        f"**Collector**: a full collection (`gc.collect()`, the shortest of five) before and "
+        f"**Collector**: a full collection (`gc.collect()`, the shortest of five, on the "
+        "collecting thread's CPU clock) before and "
         f"after queueing {ours.gc_events:,} events with the destination unreachable (so they "
         "stay queued), in the client's process. The process's own heap (the interpreter, "
         "pydantic's schemas, the 10,000 sample events) costs every collection its share "

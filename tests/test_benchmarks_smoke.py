@@ -111,7 +111,12 @@ def test_quick_run_writes_every_section_with_computed_ratios(
         "analytics-core (pre-built)",
         "analytics-core (built in the call)",
     ]
-    assert [row[0] for row in opened] == ["1,000/s: analytics-core", "10,000/s: analytics-core"]
+    assert [row[0] for row in opened] == [
+        "1,000/s: analytics-core",
+        "1,000/s: baseline",
+        "10,000/s: analytics-core",
+        "10,000/s: baseline",
+    ]
     assert float(delivery[0][1].replace(",", "")) > 0
     # Across the outage nothing is lost or doubled, and writing resumed.
     ((client, _tracked, lost, counted, duplicated, resumed),) = outage
