@@ -83,6 +83,22 @@ def test_queued_events_add_no_object_for_the_garbage_collector() -> None:
     assert collector_count_after_queueing(2_000) == collector_count_after_queueing(1_000)
 
 
+def test_a_backlog_leaves_the_collector_nothing_to_visit() -> None:
+    # Five full batches wait: each is a tuple of rows (bytes), which the collector stops
+    # tracking at the first collection it survives. A full collection then visits none of
+    # the 5,000 queued events, however long the backlog.
+    queue = EventQueue(max_size=10_000, batch_size=1_000, encode=row_encoder("platform"))
+    events = [event(i) for i in range(100)]
+    collector_count_after_queueing(10)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5_000):
+        assert queue.put(events[i % 100], time.time_ns())
+    gc.collect()
+    assert len(gc.get_objects()) == before
+    assert queue.size() == 5_000
+
+
 def test_a_full_queue_drops_new_events_and_counts_them(dead_url: str) -> None:
     client = AnalyticsClient(
         dead_url, service="platform", batch_size=10, max_queue_size=20, flush_interval=0.01
