@@ -731,11 +731,15 @@ def _latency_limits(lat: latency.LatencyResult) -> list[str]:
         f"{sustained.label} ({sustained.rate:,.0f}/s) the p99 is "
         f"{_ns(sustained.client.at(0.99))} and the worst repetition's p99.9 {_ns(worst)}, "
         f"against {_ns(sustained.baseline.at(0.99))} and "
-        f"{_ns(sustained.baseline.at(0.999))} for the baseline: a caller that spins holds "
-        "the GIL, so each of the writer's returns from the server (BEGIN, COPY, COMMIT) "
-        "waits for a forced switch and the caller then waits out the writer's turn, and "
-        "on two CPUs shared with the database server a thread that gets the GIL back may "
-        "still wait to be scheduled.",
+        f"{_ns(sustained.baseline.at(0.999))} for the baseline. A caller that spins holds "
+        "the GIL, so the writer thread gets it back after each round trip only by a forced "
+        "switch, after up to 5 ms: at this rate a backlog builds up, and it goes out in "
+        "COPYs of up to 10,000 rows (the ingest target needs that, see `cb996e6`). Such a "
+        "COPY costs turns with the GIL that the caller waits out: joining its rows about "
+        "0.8 ms, checking them for rejections 0.4 ms, handing the data to libpq (profile "
+        "below). Shorter turns would need the batch's COPY data built contiguously as the "
+        "rows are queued, so that the writer hands libpq one buffer it did not have to "
+        "assemble; not done in issue 14.",
     ]
 
 
@@ -844,6 +848,14 @@ PROFILE_NOTES: Final = (
     "trips per COPY ends in a forced switch, and the caller then waits out the writer's "
     "turn. With about one call in twenty landing in such a turn, batches of 100 put the "
     "p99 past 20 µs; the default is now 1000 (`b8e18f8`), a tenth of the turns per event.",
+    "",
+    "**The writer's turns with a backlog** (`timeit`, at commit `cb996e6`): `copy_data` "
+    "joins 1,000 rows of 300 bytes in 35 µs and 10,000 in 0.8 ms; `Batch.of` checks "
+    "10,000 entries for rejections in 0.44 ms; copying a full batch out of the intake "
+    "(`list(tuple)`) 2 µs. With batches of 1,000 written one by one, a busy producer kept "
+    "the writer waiting 5 ms for the GIL after each of a COPY's four round trips, and "
+    "ingest C / A fell to 0.75-0.79; merging a backlog into COPYs of up to 10,000 rows "
+    "brought it to 0.96-1.04, at the price of those longer turns.",
     "",
     "**Before issue 14** (commit `11ba94d`): the batcher built rows from queued models in "
     "slices of 256 with the GIL held (0.25-0.6 ms each), which callers waited out: p99 "
