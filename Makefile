@@ -47,7 +47,14 @@ lint: install
 	$(BIN)/mypy --strict analytics_core
 	$(BIN)/mypy --strict devtools
 
-bench: install
+# The bench extra (the peers it compares against) goes into the same virtualenv, for the
+# benchmark only: nothing else imports it, and `make test` does not install it.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: install $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:

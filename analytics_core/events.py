@@ -88,6 +88,7 @@ __all__ = [
     "event_payload_json",
     "family_of",
     "new_event_id",
+    "new_event_id_bytes",
     "new_event_ids",
     "parse_event",
 ]
@@ -741,6 +742,17 @@ def new_event_ids(count: int) -> list[bytes]:
     """
     stamped = ((_time_ns() // 1_000_000) << 80) | _VERSION_AND_VARIANT
     return [(stamped | (_getrandbits(80) & _RANDOM_MASK)).to_bytes(16) for _ in range(count)]
+
+
+def new_event_id_bytes() -> bytes:
+    """One new event id as its 16 bytes (``uuid.UUID.bytes``), like ``new_event_id``.
+
+    For the client, which encodes each row as the event is tracked: no ``uuid.UUID`` object
+    and no list, so it costs a few hundred nanoseconds rather than a microsecond.
+    """
+    return (
+        ((_time_ns() // 1_000_000) << 80) | (_getrandbits(80) & _RANDOM_MASK) | _VERSION_AND_VARIANT
+    ).to_bytes(16)
 
 
 def new_event_id() -> uuid.UUID:

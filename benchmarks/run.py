@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from analytics_core.connection import mask_password
-from benchmarks import aggregates, collector, ingest, latency, maintenance, migrations
+from benchmarks import aggregates, collector, ingest, latency, maintenance, migrations, peers
 from benchmarks.database import ENV_VARS, find_server
 from benchmarks.environment import describe_environment
 from benchmarks.report import Report, render, targets
@@ -29,7 +29,15 @@ __all__ = ["BENCHMARKS", "DEFAULT_OUTPUT", "main", "run"]
 
 DEFAULT_OUTPUT: Final = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 #: In the order they run: the cheap, sensitive ones before the one that loads 5 M rows.
-BENCHMARKS: Final = ("ingest", "latency", "collector", "migrations", "maintain", "aggregates")
+BENCHMARKS: Final = (
+    "ingest",
+    "latency",
+    "peers",
+    "collector",
+    "migrations",
+    "maintain",
+    "aggregates",
+)
 _DEFAULT_PREFIX: Final = "analytics_bench"
 # Size options: flag name -> Settings field.
 _SIZES: Final = {
@@ -45,6 +53,9 @@ _SIZES: Final = {
     "collector-rounds": "collector_rounds",
     "maintain-events-per-day": "maintain_events_per_day",
     "maintain-runs": "maintain_runs",
+    "peer-rounds": "peer_rounds",
+    "peer-calls": "peer_calls",
+    "peer-events": "peer_events",
 }
 
 T = TypeVar("T")
@@ -144,6 +155,7 @@ def run(
         ingested = in_database("ingest", lambda url: ingest.run(url, settings, log))
         measured = in_database("latency", lambda url: latency.run(url, settings, log))
         collected = in_database("collector", lambda url: collector.run(url, settings, log))
+        compared = in_database("peers", lambda url: peers.run(url, settings, log, quick=quick))
         migrated = migrations.run(server, settings, log) if "migrations" in only else None
         maintained = (
             maintenance.run(server, settings, log, keep=keep) if "maintain" in only else None
@@ -156,6 +168,7 @@ def run(
         seconds=time.perf_counter() - began,
         ingest=ingested,
         latency=measured,
+        peers=compared,
         migrations=migrated,
         aggregates=aggregated,
         collector=collected,

@@ -37,6 +37,16 @@ class Settings:
     #: Events per day in the maintain benchmark's databases, and its timed runs.
     maintain_events_per_day: int
     maintain_runs: int
+    #: The peers benchmark: rounds (each runs every client once, in rotated order); calls per
+    #: call-cost sample; calls of the 1,000/s open loop (the 10,000/s one makes 4x as many);
+    #: events of the delivery sample; how long the outage's destination is down, in ms; and
+    #: events queued for the collector sample.
+    peer_rounds: int
+    peer_calls: int
+    peer_open_calls: int
+    peer_events: int
+    peer_outage_ms: int
+    peer_gc_events: int
     #: Events per arm of the HTTP collector benchmark, and its measured rounds.
     collector_events: int = 50_000
     collector_rounds: int = 3
@@ -64,6 +74,12 @@ FULL: Final = Settings(
     aggregate_users=2_000,
     maintain_events_per_day=20_000,
     maintain_runs=5,
+    peer_rounds=2,
+    peer_calls=20_000,
+    peer_open_calls=5_000,
+    peer_events=30_000,
+    peer_outage_ms=5_000,
+    peer_gc_events=100_000,
 )
 
 #: A smoke run that exercises every code path in seconds; its figures mean little.
@@ -85,4 +101,10 @@ QUICK: Final = Settings(
     maintain_runs=1,
     collector_events=2_000,
     collector_rounds=1,
+    peer_rounds=1,
+    peer_calls=500,
+    peer_open_calls=200,
+    peer_events=1_000,
+    peer_outage_ms=500,
+    peer_gc_events=2_000,
 )

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from analytics_core import AnalyticsClient
+from analytics_core.client._encoder import row_encoder
 from analytics_core.client._queue import EventQueue
 from analytics_core.events import TaskCompleted
 from tests.observe import wait_until
@@ -59,7 +60,7 @@ def collector_count_after_queueing(count: int) -> int:
     The intake on its own, so that no other thread allocates meanwhile, with room for every
     event in one batch (a full batch takes a few objects, once per ``batch_size`` events).
     """
-    queue = EventQueue(max_size=count, batch_size=count)
+    queue = EventQueue(max_size=count, batch_size=count, encode=row_encoder("platform"))
     events = [event(i) for i in range(count - 1)]
     gc.collect()
     gc.disable()
@@ -74,9 +75,28 @@ def collector_count_after_queueing(count: int) -> int:
 
 def test_queued_events_add_no_object_for_the_garbage_collector() -> None:
     # What track() adds to each event it queues: nothing the collector counts (a young
-    # collection every 700 of them) or visits in a full collection while the event waits.
-    # Compared across two sizes, so that what the measuring itself allocates cancels out.
+    # collection every 700 of them) or visits in a full collection while the event waits:
+    # the intake holds each event's row, as bytes. Compared across two sizes, so that what
+    # the measuring itself allocates cancels out, after a first round that lets the
+    # serializer set up what it caches.
+    collector_count_after_queueing(10)
     assert collector_count_after_queueing(2_000) == collector_count_after_queueing(1_000)
+
+
+def test_a_backlog_leaves_the_collector_nothing_to_visit() -> None:
+    # Five full batches wait: each is a tuple of rows (bytes), which the collector stops
+    # tracking at the first collection it survives. A full collection then visits none of
+    # the 5,000 queued events, however long the backlog.
+    queue = EventQueue(max_size=10_000, batch_size=1_000, encode=row_encoder("platform"))
+    events = [event(i) for i in range(100)]
+    collector_count_after_queueing(10)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5_000):
+        assert queue.put(events[i % 100], time.time_ns())
+    gc.collect()
+    assert len(gc.get_objects()) == before
+    assert queue.size() == 5_000
 
 
 def test_a_full_queue_drops_new_events_and_counts_them(dead_url: str) -> None:

@@ -18,9 +18,12 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from analytics_core.client._backoff import RECONNECT_CAP_S
+from analytics_core.client._config import ClientConfig
 from analytics_core.client._delivery import Delivery
-from analytics_core.client._encoder import Batch, Row, build_batch, event_id_of
+from analytics_core.client._encoder import Batch, Rejection, Row, event_id_of, row_encoder
 from analytics_core.client._queue import EventQueue
+from analytics_core.client._worker import Worker
 from analytics_core.events import AnalyticsEvent, TaskCreated
 from analytics_core.tracker import ClientStats
 
@@ -123,7 +126,7 @@ def setup(
         if on_error_raises:
             raise RuntimeError("the callback is broken")
 
-    queue = EventQueue(max_size=1_000, batch_size=1_000)
+    queue = EventQueue(max_size=1_000, batch_size=1_000, encode=row_encoder("platform"))
     delivery = Delivery(
         connection,
         queue,
@@ -144,7 +147,7 @@ def track(run: Run, count: int) -> tuple[list[TaskCreated], Batch]:
     ]
     for event in events:
         assert run.queue.put(event, time.time_ns())
-    return events, build_batch(*run.queue.take(), "platform")
+    return events, Batch.of(run.queue.take())
 
 
 def outcome(run: Run) -> tuple[int, int, int, int, int]:
@@ -206,10 +209,9 @@ def test_events_that_could_not_be_encoded_fail_without_a_copy() -> None:
     run = setup()
     events, batch = track(run, 3)
     unencodable = ValueError("cannot serialise this event")
-    # As build_batch records an event it could not turn into a row.
-    batch.events.pop()
+    # As the intake records an event it could not turn into a row.
     batch.rows.pop()
-    batch.rejected.append((events[2], unencodable))
+    batch.rejected.append(Rejection(events[2], unencodable))
     run.deliver(batch)
     assert run.connection.copies == [2]
     assert outcome(run) == (2, 1, 0, 1, 0)
@@ -389,6 +391,53 @@ def test_a_persistent_error_is_retried_with_growing_capped_pauses(
     assert "analytics-core: writing events again after 5 retries" in caplog.messages
 
 
+@pytest.mark.parametrize(
+    "unreachable",
+    [
+        lost_connection(),
+        errors.ConnectionFailure("connection failure"),  # class 08
+        errors.CannotConnectNow("the database system is starting up"),  # 57P03
+        errors.AdminShutdown("terminating connection due to administrator command"),  # 57P01
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_probed_at_a_short_interval(
+    unreachable: Exception,
+) -> None:
+    # However long the outage, the pauses stop growing at RECONNECT_CAP_S: the first attempt
+    # after the database is back comes within that bound, and writes the batch once.
+    run = setup(max_backoff=10.0)
+    _, batch = track(run, 5)
+    run.connection.unsent_faults.extend([unreachable] * 12)
+    run.deliver(batch)
+    assert len(run.pauses) == 12
+    for failures, delay in enumerate(run.pauses):
+        ceiling = min(RECONNECT_CAP_S, 0.05 * 2**failures)
+        assert ceiling / 2 <= delay <= ceiling
+    assert run.connection.copies == [5] * 13
+    assert outcome(run) == (5, 0, 12, 1, 0)
+    assert len(run.connection.table) == 5
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        errors.UndefinedTable('relation "analytics_events" does not exist'),
+        errors.TooManyConnections("sorry, too many clients already"),  # 53300: it answers
+    ],
+)
+def test_a_database_that_answers_with_an_error_is_backed_off_up_to_max_backoff(
+    refusal: Exception,
+) -> None:
+    run = setup(max_backoff=10.0)
+    _, batch = track(run, 5)
+    run.connection.unsent_faults.extend([refusal] * 9)
+    run.deliver(batch)
+    # The ninth pause is 12.8 s capped at max_backoff, before jitter: far past the reconnect
+    # bound.
+    assert 5.0 <= run.pauses[-1] <= 10.0
+    assert outcome(run) == (5, 0, 9, 1, 0)
+
+
 def test_giving_up_during_a_pause_leaves_the_rows_pending() -> None:
     run = setup(keep_retrying=lambda: False)
     _, batch = track(run, 5)
@@ -408,3 +457,57 @@ def test_an_abort_between_attempts_stops_a_batch_being_split() -> None:
     assert run.connection.copies == [8, 4]
     assert outcome(run) == (4, 0, 0, 1, 4)
     assert run.rejected == []
+
+
+# --- A backlog ----------------------------------------------------------------------------------
+
+
+class FakeEventsConnection(FakeConnection):
+    """The fake table with what the worker's threads also call on a connection."""
+
+    def interrupt_if_stuck(self, limit: float) -> bool:
+        return False
+
+    def shut(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_backlog_of_full_batches_is_written_in_fewer_copies() -> None:
+    # 35 events wait before the worker starts: the three full batches of 10 go out in one
+    # COPY (a backlog drains in fewer transactions), the five left when flushed.
+    config = ClientConfig.create(
+        "",
+        service="platform",
+        batch_size=10,
+        flush_interval=3600.0,
+        max_queue_size=100,
+        on_error=None,
+        shutdown_timeout=1.0,
+        connect_timeout=5.0,
+        statement_timeout=10.0,
+        max_backoff=0.1,
+        connect=False,
+    )
+    queue = EventQueue(100, 10, row_encoder("platform"))
+    for i in range(35):
+        assert queue.put(
+            TaskCreated(task_id=uuid.uuid4(), user_id=uuid.uuid4(), command=f"{i}"), time.time_ns()
+        )
+    connection = FakeEventsConnection()
+    worker = Worker(config, queue, connection)  # type: ignore[arg-type]  # a fake connection
+    worker.start()
+    try:
+        assert worker.flush(time.monotonic() + 10) is True
+    finally:
+        worker.begin_close()
+        assert worker.join(time.monotonic() + 10) is True
+    assert connection.copies == [30, 5]
+    assert outcome_of(queue) == (35, 0, 0, 2, 0)
+
+
+def outcome_of(queue: EventQueue) -> tuple[int, int, int, int, int]:
+    s = queue.snapshot()
+    return s.written, s.failed, s.retried, s.batches, s.queue_depth

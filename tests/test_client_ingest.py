@@ -97,7 +97,8 @@ def test_events_from_many_threads_are_written_exactly_once(events_url: str) -> N
     stats = client.stats
     assert (stats.accepted, stats.written, stats.dropped, stats.failed) == (total, total, 0, 0)
     assert (stats.queue_depth, stats.retried, stats.last_error) == (0, 0, None)
-    assert stats.batches >= total // 50
+    # Batches of 50, of which a backlog goes out in COPYs of up to 10,000 rows.
+    assert stats.batches >= -(-total // 10_000)
 
     rows = fetch(
         events_url,
@@ -162,12 +163,14 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval(events_url: st
     try:
         for i in range(25):
             client.track(TaskCompleted(task_id=uuid.uuid4(), user_id=uuid.uuid4(), duration_ms=i))
-        # Two full batches go at once; the five left wait for the interval or a flush.
+        # Two full batches go at once (in one COPY if both wait when the writer is free);
+        # the five left wait for the interval or a flush.
         assert wait_until(lambda: client.stats.written == 20)
-        assert client.stats.batches == 2
+        full = client.stats.batches
+        assert full in (1, 2)
         assert client.stats.queue_depth == 5
         assert client.flush(timeout=10) is True
-        assert (client.stats.written, client.stats.batches) == (25, 3)
+        assert (client.stats.written, client.stats.batches) == (25, full + 1)
     finally:
         client.close()
     assert fetch(events_url, f"SELECT count(*) FROM {EVENTS_TABLE}") == [(25,)]

@@ -5,15 +5,19 @@
 >>> with AnalyticsClient(database_url, service="platform") as client:  # doctest: +SKIP
 ...     client.track(TaskCreated(task_id=task.id, user_id=user.id, command="build"))
 
-``track()`` validates its argument, reads the clock and appends to a bounded in-memory queue:
-no I/O, no serialisation, never blocks (about a microsecond). A background worker turns
-queued events into rows and writes them with binary COPY over one reused connection, every
-``batch_size`` events or ``flush_interval`` seconds, whichever comes first.
+``track()`` validates its argument, reads the clock, encodes the event into its row of binary
+COPY data and appends it to a bounded in-memory queue: no I/O, never blocks (a few
+microseconds). The queue holds bytes, which the garbage collector never visits. A background
+worker writes the rows with binary COPY over one reused connection, every ``batch_size``
+events or ``flush_interval`` seconds, whichever comes first; its turns with the GIL are short,
+so callers of ``track()`` seldom wait for it.
 
 Delivery
     Each row carries a unique ``event_id``. A batch is one COPY, committed as a whole. When the
-    connection drops, the worker reconnects with a capped, jittered backoff and first asks
-    which events of the in-doubt batch already landed, so no event is written twice. While
+    connection drops, the worker reconnects with a capped, jittered backoff (at most 0.5 s
+    apart while the database cannot be reached, so writing resumes soon after it returns)
+    and first asks which events of the in-doubt batch already landed, so no event is
+    written twice. While
     the database is away events keep queueing up to ``max_queue_size``; beyond it ``track()``
     drops them (returns False, counted, warned about at most every 10 s). Rows the database
     rejects (class 22 data errors such as a NUL character in a string, 23 constraints) are
@@ -58,10 +62,11 @@ Process exit and signals
 """
 
 # How it is built, in the order an event travels (each module's docstring has the details):
-# - _client: AnalyticsClient checks the event and appends it to the intake (_queue).
-# - _queue: the bounded intake and the ledger of what became of every event (ClientStats).
-# - _worker: two threads. The batcher takes batches from the intake and has _encoder turn
-#   them into binary COPY rows; the writer hands each batch to _delivery.
+# - _client: AnalyticsClient checks the event and puts it into the intake (_queue).
+# - _queue: the bounded intake, which has _encoder turn each event into its binary COPY row,
+#   and the ledger of what became of every event (ClientStats).
+# - _worker: two threads. The batcher takes batches of rows from the intake and watches the
+#   writer; the writer hands each batch to _delivery.
 # - _delivery: writes through _connection; retries (_backoff), splits out rows the database
 #   rejects and looks up in-doubt rows, deciding by SQLSTATE (_sqlstate). No threads.
 # - _connection: the one connection to the events table, the COPY, the in-doubt look-up.

@@ -5,17 +5,24 @@ from __future__ import annotations
 import random
 from typing import Final
 
-__all__ = ["Backoff"]
+__all__ = ["RECONNECT_CAP_S", "Backoff"]
 
 _INITIAL_DELAY_S: Final = 0.05
+#: The longest pause while the database cannot be reached at all. A connection attempt is
+#: the probe: refused, it costs the server nothing, and the first that succeeds writes. So
+#: writing resumes within about this long of the database coming back, however long it
+#: was away, instead of after a pause that grew with the outage.
+RECONNECT_CAP_S: Final = 0.5
 
 
 class Backoff:
-    """Delays of 0.05 s doubling per failure up to ``cap``, each jittered to 50-100 %.
+    """Delays of 0.05 s doubling per failure up to a cap, each jittered to 50-100 %.
 
-    The jitter keeps many clients that lost the same database from reconnecting in step; the
-    lower half is kept so that a retry never comes immediately. Not thread-safe: one
-    ``Delivery`` owns it.
+    The cap is ``cap`` for errors the database answers with (a permission, a missing table,
+    too many connections: retrying sooner would only load it), and the lower
+    ``RECONNECT_CAP_S`` while it cannot be reached (``reconnecting``). The jitter keeps many
+    clients that lost the same database from reconnecting in step; the lower half is kept so
+    that a retry never comes immediately. Not thread-safe: one ``Delivery`` owns it.
     """
 
     def __init__(self, cap: float) -> None:
@@ -28,12 +35,13 @@ class Backoff:
         """Failures since the last ``reset()``."""
         return self._failures
 
-    def next_delay(self) -> float:
+    def next_delay(self, *, reconnecting: bool = False) -> float:
         """Count one more failure and return how long to wait before the next attempt."""
         # The exponent stops growing once the cap is reached, so it cannot overflow.
         exponent = min(self._failures, 64)
         self._failures += 1
-        delay = min(self._cap, _INITIAL_DELAY_S * 2.0**exponent)
+        cap = min(self._cap, RECONNECT_CAP_S) if reconnecting else self._cap
+        delay = min(cap, _INITIAL_DELAY_S * 2.0**exponent)
         return delay * (0.5 + 0.5 * self._random.random())
 
     def reset(self) -> None:

@@ -20,9 +20,10 @@ from typing import Any, Final, Self
 from analytics_core._checks import seconds
 from analytics_core.client._config import ClientConfig, check_service
 from analytics_core.client._connection import EventsConnection
+from analytics_core.client._encoder import CallerStamp, Stamp, row_encoder
 from analytics_core.client._lifecycle import forget_client, register_client, register_connection
 from analytics_core.client._log import logger
-from analytics_core.client._queue import CallerStamp, EventQueue, LocalIntake, Stamp
+from analytics_core.client._queue import EventQueue, LocalIntake
 from analytics_core.client._worker import Worker
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import (
@@ -50,7 +51,12 @@ class AnalyticsClient:
 
     - ``database_url``: libpq DSN or URL of the database holding ``analytics_events``.
     - ``service``: the ``service`` column of every row, 1-100 characters.
-    - ``batch_size`` (100): events per COPY.
+    - ``batch_size`` (1000): events per COPY. Each COPY costs the writer thread a few turns
+      with the GIL (one per round trip, mostly psycopg's Python), which a caller of
+      ``track()`` busy with CPU work may have to wait out: fewer, larger batches make
+      fewer of them. A partial batch is written after ``flush_interval`` all the same;
+      full batches that wait together (a backlog) are written as one COPY of up to
+      10,000 rows (or ``batch_size``, if more).
     - ``flush_interval`` (10.0 s): longest time an event waits for its batch to fill.
     - ``max_queue_size`` (10 000): most events pending at once (queued, being built or being
       written); ``track()`` drops beyond it. At least ``batch_size``.
@@ -61,7 +67,10 @@ class AnalyticsClient:
     - ``connect_timeout`` (5.0 s): per connection attempt (libpq: whole seconds, at least 2).
     - ``statement_timeout`` (30.0 s): server-side bound on each COPY; a server that stops
       answering altogether is cut off 5 s after it.
-    - ``max_backoff`` (10.0 s): longest pause between retries while the database is away.
+    - ``max_backoff`` (10.0 s): longest pause between retries of a write the database
+      refuses (a permission, a missing table, too many connections). While it cannot be
+      reached at all, a connection is tried at least every 0.5 s (or ``max_backoff`` if
+      lower), so writing resumes within about that long of its return.
     - ``enabled`` (True): False makes a client that connects nowhere and discards events,
       counting them as written (for development; see also ``analytics_core.testing``).
     - ``_intake`` (None): private, for the test doubles in ``analytics_core.testing``: the
@@ -77,7 +86,7 @@ class AnalyticsClient:
         database_url: str,
         *,
         service: str,
-        batch_size: int = 100,
+        batch_size: int = 1000,
         flush_interval: float = 10.0,
         max_queue_size: int = 10_000,
         on_error: OnError | None = None,
@@ -134,7 +143,9 @@ class AnalyticsClient:
         validates the fields) or use ``events.parse_event`` for raw payloads.
 
         Dropped means the queue holds ``max_queue_size`` events already, or the client is
-        closed; either is counted in ``stats.dropped``. Never blocks and does no I/O.
+        closed; either is counted in ``stats.dropped``. Never blocks and does no I/O; it
+        serialises the event into its row here, in the caller's thread (a few microseconds),
+        so that the queue holds bytes and the worker's turns with the GIL stay short.
         """
         if type(event) not in EVENT_CLASSES:
             check_event(event)
@@ -271,7 +282,7 @@ class AnalyticsClient:
 
     def _start_worker(self) -> None:
         config = self._config
-        queue = EventQueue(config.max_queue_size, config.batch_size)
+        queue = EventQueue(config.max_queue_size, config.batch_size, row_encoder(config.service))
         connection = EventsConnection(config.conninfo, config.statement_timeout_ms)
         register_connection(connection)
         worker = Worker(config, queue, connection)

@@ -4,7 +4,9 @@
 outcome in the ledger (the client's ``EventQueue``). A failed attempt is classified by
 SQLSTATE (see ``_sqlstate``):
 
-- transient or persistent: the same rows are retried after a capped, jittered backoff. If
+- transient or persistent: the same rows are retried after a capped, jittered backoff (capped
+  at ``RECONNECT_CAP_S``, half a second, while the database cannot be reached at all, so
+  that writing resumes soon after it comes back; at ``max_backoff`` otherwise). If
   the rows had reached the server, the connection may have died after it committed, so they
   are first looked up (``present``) and only those not in the table are written again: none
   is written twice.
@@ -30,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from analytics_core.client._backoff import Backoff
-from analytics_core.client._encoder import Batch, Row, event_id_of
+from analytics_core.client._encoder import Batch, Row, event_id_of, event_of
 from analytics_core.client._log import Throttle, logger
-from analytics_core.client._sqlstate import Failure, classify, describe
+from analytics_core.client._sqlstate import Failure, classify, describe, unreachable
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import OnError
 
@@ -104,7 +106,8 @@ class Delivery:
 
     - ``on_error``: called with the events of each distinct rejection and its exception;
       what it raises is logged and ignored.
-    - ``max_backoff``: the cap of the pause between retries, in seconds.
+    - ``max_backoff``: the cap of the pause between retries, in seconds (while the database
+      cannot be reached, the lower of it and ``RECONNECT_CAP_S``).
     - ``max_queue_size``: quoted in the retry warning (events keep queueing up to it).
     - ``pause(delay)``: waits before a retry, at most ``delay`` seconds (it may wait less,
       e.g. while the client closes); returns False to give up the batch.
@@ -271,7 +274,7 @@ class Delivery:
         """Replace ``work[-1]`` by its two halves, or fail it if it is a single row."""
         part = work.pop()
         if len(part.indices) == 1:
-            tally.failures.append((batch.events[part.indices[0]], exc))
+            tally.failures.append((event_of(batch.rows[part.indices[0]]), exc))
             return
         middle = len(part.indices) // 2
         # Last in, first out: the first half is written first.
@@ -287,7 +290,7 @@ class Delivery:
             return False
         error = describe(exc)
         self._ledger.note_retry(error)
-        delay = self._backoff.next_delay()
+        delay = self._backoff.next_delay(reconnecting=unreachable(exc))
         if self._retry_warnings.ready():
             log = logger.error if kind is Failure.PERSISTENT else logger.warning
             log(

@@ -4,8 +4,12 @@ One short lock guards both, which is what makes ``ClientStats`` a consistent sna
 event moves from pending to written, failed or dropped in a single critical section. The
 writer never holds the lock while it does I/O; ``track()`` holds it for an append.
 
+``put`` encodes the event into its row (``_encoder``) before it takes the lock, so the intake
+holds bytes: nothing for the garbage collector to visit however long the backlog, and nothing
+left for the worker to do but write.
+
 ``pending`` counts every event accepted and not yet resolved: those in the intake, those the
-worker has taken and is building or writing. ``max_queue_size`` bounds that number, so memory
+worker has taken and is writing. ``max_queue_size`` bounds that number, so memory
 stays bounded however long the database is away.
 
 ``seal()`` ends the ledger when the client gives up: what is pending counts as dropped, and
@@ -18,60 +22,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import TypeAlias
 
+from analytics_core.client._encoder import Entry, Rejection, RowEncoder, Stamp, encode_all
 from analytics_core.client._log import logger
 from analytics_core.events import AnalyticsEvent
 from analytics_core.tracker import ClientStats
 
-__all__ = ["CallerStamp", "Chunk", "EventQueue", "LocalIntake", "Stamp"]
-
-Stamp: TypeAlias = int | datetime
-"""When an event happened: ``time.time_ns()`` read by ``track()``, or the caller's datetime
-(a ``CallerStamp`` when the caller also chose the event's id or service)."""
-
-
-class CallerStamp(datetime):
-    """A caller's aware datetime carrying what the caller chose for the row: its
-    ``event_id`` (16 bytes; None for a fresh one) and its ``service``.
-
-    A datetime, so that everything that reads stamps reads it as one; the encoder writes the
-    row with these instead of a fresh id and the client's service. Made by ``of``.
-    """
-
-    __slots__ = ("event_id", "service")
-    event_id: bytes | None
-    service: str
-
-    @classmethod
-    def of(cls, at: datetime, event_id: bytes | None, service: str) -> CallerStamp:
-        """``at`` (aware) carrying ``event_id`` and ``service``."""
-        stamp = cls(
-            at.year,
-            at.month,
-            at.day,
-            at.hour,
-            at.minute,
-            at.second,
-            at.microsecond,
-            at.tzinfo,
-            fold=at.fold,
-        )
-        stamp.event_id = event_id
-        stamp.service = service
-        return stamp
-
-
-Chunk: TypeAlias = tuple[list[AnalyticsEvent], list[Stamp]]
-"""Events in the order they were tracked, and each one's stamp at the same position."""
+__all__ = ["EventQueue", "LocalIntake", "Stamp"]
 
 
 class EventQueue:
     """A bounded FIFO of tracked events plus the counters of what became of them.
 
-    Producers call ``put`` (never blocks); one worker drains with ``take`` and reports back
-    with ``settle``; anyone may ``snapshot`` or wait for a flush target with ``wait_settled``.
+    Producers call ``put`` (never blocks), which encodes each event with ``encode``; one
+    worker drains with ``take`` and reports back with ``settle``; anyone may ``snapshot`` or
+    wait for a flush target with ``wait_settled``.
     """
 
     __slots__ = (
@@ -82,7 +47,8 @@ class EventQueue:
         "_dropped_closed",
         "_dropped_full",
         "_dropped_shutdown",
-        "_events",
+        "_encode",
+        "_entries",
         "_failed",
         "_flush_upto",
         "_full",
@@ -94,12 +60,12 @@ class EventQueue:
         "_retried",
         "_sealed",
         "_settled",
-        "_stamps",
         "_written",
         "wake",
     )
 
-    def __init__(self, max_size: int, batch_size: int) -> None:
+    def __init__(self, max_size: int, batch_size: int, encode: RowEncoder) -> None:
+        self._encode = encode
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         #: Set when a batch is full, a flush is requested or intake closes.
@@ -107,11 +73,12 @@ class EventQueue:
         # The intake: full batches (exactly batch_size events each, oldest first), then the
         # one being filled. Handing out a batch is then O(1) however long the backlog, and
         # no list of the whole backlog is ever copied or freed in one go (with the GIL held).
-        # Events and stamps go in two lists rather than as pairs: track() then allocates no
-        # object the garbage collector tracks, and pending events add none for it to visit.
-        self._full: deque[Chunk] = deque()
-        self._events: list[AnalyticsEvent] = []
-        self._stamps: list[Stamp] = []
+        # An entry is a row (bytes, which the garbage collector does not track) or, rarely, a
+        # Rejection. A full batch is kept as a tuple: a tuple of untracked objects leaves the
+        # collector's care at the first collection it survives, where a list would have each
+        # of its entries visited by every full collection (100,000 queued: milliseconds).
+        self._full: deque[tuple[Entry, ...]] = deque()
+        self._entries: list[Entry] = []
         self._max_size = max_size
         # Room for pending events; 0 once closed, so one comparison decides in put().
         self._capacity = max_size
@@ -133,68 +100,86 @@ class EventQueue:
     # --- Producers ---------------------------------------------------------------------------
 
     def put(self, event: AnalyticsEvent, stamp: Stamp) -> bool:
-        """Append ``(event, stamp)``; False, counted as dropped, when full or closed."""
+        """Encode ``event`` and append its row; False, counted as dropped, when full or closed.
+
+        An event that cannot be encoded is appended as a ``Rejection``: it counts as failed
+        once the worker settles it (and goes to ``on_error``), as a row the database rejects.
+        """
+        # Read without the lock, so that an event dropped because the queue is full or closed
+        # is not encoded for nothing (a drop decided on this reading is a drop all the same).
+        if self._pending >= self._capacity:
+            return self._drop()
+        try:
+            entry: Entry = self._encode(event, stamp)
+        except Exception as exc:
+            entry = Rejection(event, exc)
         with self._lock:
+            if self._pending >= self._capacity:
+                return self._drop_locked()
             self._accepted += 1
-            if self._pending < self._capacity:
-                self._pending += 1
-                events = self._events
-                events.append(event)
-                self._stamps.append(stamp)
-                if len(events) != self._batch_size:
-                    return True
-                self._full.append((events, self._stamps))
-                self._events = []
-                self._stamps = []
-            else:
-                if self._capacity:
-                    self._dropped_full += 1
-                else:
-                    self._dropped_closed += 1
-                return False
+            self._pending += 1
+            entries = self._entries
+            entries.append(entry)
+            if len(entries) != self._batch_size:
+                return True
+            self._full.append(tuple(entries))
+            self._entries = []
         # Exactly once per full batch: the append that made it full wakes the worker.
         self.wake.set()
         return True
 
     def put_all(self, events: Sequence[AnalyticsEvent], stamps: Sequence[Stamp]) -> bool:
-        """Append every ``(events[i], stamps[i])``, or none of them when the room left is
-        less than ``len(events)`` (or intake is closed). A refusal counts nothing: the caller
-        still holds the events and answers for them (the collector's 503)."""
+        """Encode and append every ``(events[i], stamps[i])``, or none of them when the room
+        left is less than ``len(events)`` (or intake is closed). A refusal counts nothing:
+        the caller still holds the events and answers for them (the collector's 503)."""
+        if self._pending + len(events) > self._capacity:
+            return False  # checked again under the lock; this spares the encoding
+        entries = encode_all(self._encode, events, stamps)
         woke = False
         with self._lock:
-            if self._pending + len(events) > self._capacity:
+            if self._pending + len(entries) > self._capacity:
                 return False
-            self._accepted += len(events)
-            self._pending += len(events)
-            for event, stamp in zip(events, stamps, strict=True):
-                self._events.append(event)
-                self._stamps.append(stamp)
-                if len(self._events) == self._batch_size:
-                    self._full.append((self._events, self._stamps))
-                    self._events = []
-                    self._stamps = []
+            self._accepted += len(entries)
+            self._pending += len(entries)
+            for entry in entries:
+                self._entries.append(entry)
+                if len(self._entries) == self._batch_size:
+                    self._full.append(tuple(self._entries))
+                    self._entries = []
                     woke = True
         if woke:
             self.wake.set()
         return True
 
+    def _drop(self) -> bool:
+        with self._lock:
+            return self._drop_locked()
+
+    def _drop_locked(self) -> bool:
+        """Count one event dropped: the queue is full, or closed. Holds the lock."""
+        self._accepted += 1
+        if self._capacity:
+            self._dropped_full += 1
+        else:
+            self._dropped_closed += 1
+        return False
+
     # --- The worker ----------------------------------------------------------------------------
 
-    def take(self, partial: bool = True) -> Chunk:
-        """The oldest ``batch_size`` events of the intake, else (``partial``) all there are.
+    def take(self, partial: bool = True) -> list[Entry]:
+        """The oldest ``batch_size`` entries of the intake, else (``partial``) all there are.
 
-        No events when there are none (or, without ``partial``, fewer than ``batch_size``).
-        The events stay pending until settled.
+        Empty when there are none (or, without ``partial``, fewer than ``batch_size``). Their
+        events stay pending until settled.
         """
         with self._lock:
             if self._full:
-                return self._full.popleft()
-            if not partial or not self._events:
-                return [], []
-            chunk = self._events, self._stamps
-            self._events = []
-            self._stamps = []
-        return chunk
+                return list(self._full.popleft())
+            if not partial or not self._entries:
+                return []
+            entries = self._entries
+            self._entries = []
+        return entries
 
     def has_full_batch(self) -> bool:
         """True when at least ``batch_size`` events wait in the intake."""
@@ -202,7 +187,7 @@ class EventQueue:
 
     def size(self) -> int:
         """How many events wait in the intake (not yet taken); exact once intake is closed."""
-        return len(self._full) * self._batch_size + len(self._events)
+        return len(self._full) * self._batch_size + len(self._entries)
 
     @property
     def flush_upto(self) -> int:
@@ -273,8 +258,7 @@ class EventQueue:
             self._resolved += count
             self._pending = 0
             self._full = deque()
-            self._events = []
-            self._stamps = []
+            self._entries = []
             self._capacity = 0
             self._sealed = True
             self._settled.notify_all()

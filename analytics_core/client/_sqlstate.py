@@ -19,6 +19,10 @@ Delivery never matches error messages. It asks ``classify(exc)`` and gets one of
   a URL that routes to the primary (``target_session_attrs=read-write``) finds it again
   after a failover.
 
+``unreachable(exc)`` tells, among transient errors, those that say the database cannot be
+reached at all (refused or lost connection, a server shutting down or starting up): delivery
+then probes for its return at a short interval rather than backing off further.
+
 ``describe(exc)`` adds what to do for the configuration errors an operator meets most.
 """
 
@@ -31,7 +35,7 @@ import psycopg
 
 from analytics_core.schema import EVENTS_TABLE, WRITER_ROLE
 
-__all__ = ["Failure", "classify", "describe"]
+__all__ = ["Failure", "classify", "describe", "unreachable"]
 
 
 class Failure(enum.Enum):
@@ -47,6 +51,9 @@ _UNIQUE_VIOLATION: Final = "23505"
 _TRANSIENT_CLASSES: Final = frozenset({"08", "40", "53", "57", "58"})
 _TRANSIENT_STATES: Final = frozenset({"55P03"})
 _DATA_CLASSES: Final = frozenset({"22", "23", "54"})
+# A server going down or coming up: admin or crash shutdown, "the database system is starting
+# up" (or shutting down, or in recovery).
+_UNREACHABLE_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 # Configuration errors, and what fixes them: the server's message names the symptom only.
 _HINTS: Final = {
     "25006": (
@@ -77,6 +84,16 @@ def classify(exc: BaseException) -> Failure:
         return Failure.TRANSIENT
     # A Python error while encoding a row (TypeError, ValueError, ...): a problem of that row.
     return Failure.DATA
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached at all, rather than refusing."""
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        if state is None:
+            return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return state[:2] == "08" or state in _UNREACHABLE_STATES
+    return isinstance(exc, OSError | TimeoutError)
 
 
 def describe(exc: BaseException) -> str:

@@ -1,14 +1,19 @@
 """The background worker: two daemon threads forming a two-stage pipeline.
 
 - The **batcher** wakes when a batch is full, the flush interval has passed, ``flush()`` asks
-  or ``close()`` starts. It takes ``batch_size`` events at a time from the intake (a partial
-  batch only when one is due), builds their rows (the per-event Python work ``track()``
-  skipped) in slices that let callers of ``track()`` have the GIL, and hands each batch over.
+  or ``close()`` starts. It takes ``batch_size`` rows at a time from the intake (a partial
+  batch only when one is due; ``track()`` encoded them) and hands each batch over; full
+  batches that wait together (a backlog) go over as one, of up to 10,000 rows, so that it
+  drains in fewer COPYs. Between
+  batches it looks after the writer: a server that stops answering is cut off.
 - The **writer** writes one batch at a time by COPY. While it waits for the server, without
-  the GIL, the batcher builds the next batch: serialisation overlaps the server's work.
+  the GIL, the batcher hands over the next batch.
+
+Neither does per-event Python work, so each holds the GIL only for short turns (take a
+batch, join its rows, send them): a caller of ``track()`` waits at most that long for it.
 
 The handoff holds one batch, so at most three batches are outside the intake: one being
-written, one ready, one being built. All of them still count as pending against
+written, one ready, one being taken. All of them still count as pending against
 ``max_queue_size``.
 
 What happens when a write fails is ``_delivery``'s decision; the worker only gives it the
@@ -25,11 +30,10 @@ from typing import Final
 from analytics_core.client._config import ClientConfig
 from analytics_core.client._connection import EventsConnection
 from analytics_core.client._delivery import Delivery
-from analytics_core.client._encoder import Batch, build_batch
+from analytics_core.client._encoder import Batch
 from analytics_core.client._lifecycle import keep_process_signals_off_this_thread
 from analytics_core.client._log import Throttle, logger
-from analytics_core.client._queue import EventQueue, Stamp
-from analytics_core.events import AnalyticsEvent
+from analytics_core.client._queue import EventQueue
 
 __all__ = ["Worker"]
 
@@ -39,20 +43,23 @@ _HOUSEKEEPING_S: Final = 1.0
 # The server's statement_timeout should end any operation first; this much later, the
 # connection is cut from our side (a frozen server does not enforce its own timeout).
 _WATCHDOG_GRACE_S: Final = 5.0
+# A backlog of full batches goes out in COPYs of up to this many rows (or batch_size, if
+# more). Each COPY costs the writer four round trips, and after each it needs the GIL back:
+# while a producer keeps the GIL busy that takes up to sys.getswitchinterval() (5 ms), so a
+# backlog written batch by batch drains at a pace set by the producer, not by the server.
+_BACKLOG_COPY_ROWS: Final = 10_000
 # While close() drains, retries come at least this often, so a database that comes back is
 # used before close()'s deadline.
 _CLOSING_RETRY_S: Final = 0.25
-# Events per slice of a batch built without yielding the GIL (see Worker._build).
-_SLICE_ROWS: Final = 256
 
 
 class _Handoff:
     """A one-batch mailbox from the batcher to the writer, refilled while the server works.
 
     The writer ``get``s a batch and ``release``s the slot only once its COPY is on the wire
-    and it waits for the server without the GIL. The batcher then hands over the batch it
-    built and builds the next one: its Python work runs while the server runs, instead of
-    competing for the GIL with the writer thread while it sends.
+    and it waits for the server without the GIL. The batcher then hands over the next
+    batch: its turn with the GIL comes while the server works, instead of competing with
+    the writer thread while it sends.
     """
 
     def __init__(self) -> None:
@@ -210,6 +217,7 @@ class Worker:
     def _batch_until_closed(self) -> None:
         queue = self.queue
         size = self._config.batch_size
+        backlog_rows = max(size, _BACKLOG_COPY_ROWS)
         interval = self._config.flush_interval
         emitted = 0
         next_due = time.monotonic() + interval
@@ -233,35 +241,19 @@ class Worker:
             # Full batches while there are any; then, if due, what is left (a partial batch
             # ends the round, so a busy producer cannot keep it taking small ones).
             while True:
-                events, stamps = queue.take(partial)
-                if not events:
+                entries = queue.take(partial)
+                if not entries:
                     break
-                if not self._hand_over(self._build(events, stamps)):
+                while len(entries) + size <= backlog_rows and queue.has_full_batch():
+                    entries.extend(queue.take(partial=False))
+                if not self._hand_over(Batch.of(entries)):
                     return
-                emitted += len(events)
-                if len(events) < size:
+                emitted += len(entries)
+                if len(entries) < size:
                     break
             self._housekeeping()
             if closing and not queue.size():
                 return
-
-    def _build(self, events: list[AnalyticsEvent], stamps: list[Stamp]) -> Batch:
-        """``build_batch`` in slices, letting other threads have the GIL between them.
-
-        A thread waiting for the GIL gets it only when the holder blocks or, failing that,
-        after ``sys.getswitchinterval()`` (5 ms); building a whole batch at once would make
-        every ``track()`` call in that stretch wait for it.
-        """
-        service = self._config.service
-        batch = Batch()
-        for start in range(0, len(events), _SLICE_ROWS):
-            if start:
-                time.sleep(0)
-                if self._abort.is_set():
-                    break  # not handed over: the client gave up
-            end = start + _SLICE_ROWS
-            build_batch(events[start:end], stamps[start:end], service, batch)
-        return batch
 
     def _hand_over(self, batch: Batch) -> bool:
         while not self._handoff.put(batch, _HOUSEKEEPING_S):
