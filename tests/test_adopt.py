@@ -358,7 +358,7 @@ def test_compressed_chunks_of_a_reference_hypertable_get_event_ids(
         conn,
         adoption,
         table=table,
-        create_table_sql=(),
+        create_table_sql=_creating_statements(),
         lock_timeout=milliseconds(timedelta(seconds=5)),
     )
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,13 +75,9 @@ _TYPES: Final = {
 }
 _COPY_CONVERTS: Final = {"id": ("integer",), "data": ("json",)}
 _NOT_NULL: Final = ("timestamp", "event_type", "service", "data")
-_INDEXES_BY_CHUNK: Final = (
-    "analytics_events_event_type_time_idx",
-    "analytics_events_service_time_idx",
-    "analytics_events_user_time_idx",
-    "analytics_events_project_time_idx",
-    "analytics_events_cocoon_time_idx",
-)
+# The non-unique indexes of the creating migration, and where a column list ends.
+_PLAIN_INDEX: Final = re.compile(r"^\s*CREATE INDEX IF NOT EXISTS ", re.MULTILINE)
+_INDEX_COLUMNS: Final = re.compile(rf"(ON\s+{EVENTS_TABLE}\s*\((?:[^()]|\([^()]*\))*\))")
 
 #: Called with (step, done, total) as adoption goes: the runner's progress callback.
 Progress = Callable[[str, int, int], None]
@@ -289,7 +286,7 @@ def adopt(
     if not plan.adoptable:
         raise AdoptionRefused(plan, asked=True)
     if plan.strategy is Strategy.IN_PLACE:
-        _adopt_in_place(conn, table, lock_timeout, progress)
+        _adopt_in_place(conn, table, create_table_sql, lock_timeout, progress)
     elif plan.strategy is Strategy.COPY:
         _adopt_by_copy(conn, table, create_table_sql, lock_timeout, progress)
 
@@ -321,6 +318,7 @@ def _in_place_steps(table: EventsTable) -> tuple[str, ...]:
 def _adopt_in_place(
     conn: psycopg.Connection[Any],
     table: EventsTable,
+    create_table_sql: tuple[str, ...],
     lock_timeout: sql.Composable,
     progress: Progress | None,
 ) -> None:
@@ -366,41 +364,31 @@ def _adopt_in_place(
             ' ON {t} (event_id, "timestamp")'
         ).format(t=events)
     )
-    for done, statement in enumerate(_per_chunk_index_statements()):
+    indexes = _per_chunk_indexes(create_table_sql)
+    for done, statement in enumerate(indexes):
         if progress is not None:
-            progress("adopt: indexes", done, len(_INDEXES_BY_CHUNK))
+            progress("adopt: indexes", done, len(indexes))
         # Not in a transaction block: each chunk's index is built and committed alone.
-        conn.execute(statement)
+        conn.execute(sql.SQL(statement))
     conn.execute(
         sql.SQL("SELECT set_chunk_time_interval({}, {})").format(
             sql.Literal(EVENTS_TABLE), sql.Literal(CHUNK_INTERVAL)
         )
     )
     if progress is not None:
-        progress("adopt: indexes", len(_INDEXES_BY_CHUNK), len(_INDEXES_BY_CHUNK))
+        progress("adopt: indexes", len(indexes), len(indexes))
 
 
-def _per_chunk_index_statements() -> list[sql.Composed]:
-    # The same definitions as pre_0001, built a chunk at a time; pre_0001 then finds them.
-    definitions = {
-        "analytics_events_event_type_time_idx": '(event_type, "timestamp" DESC)',
-        "analytics_events_service_time_idx": '(service, "timestamp" DESC)',
-        "analytics_events_user_time_idx": '(user_id, "timestamp" DESC) WHERE user_id IS NOT NULL',
-        "analytics_events_project_time_idx": "((data ->> 'project_id'), \"timestamp\" DESC)"
-        " WHERE data ->> 'project_id' IS NOT NULL",
-        "analytics_events_cocoon_time_idx": "((data ->> 'cocoon_id'), \"timestamp\" DESC)"
-        " WHERE data ->> 'cocoon_id' IS NOT NULL",
-    }
-    statements: list[sql.Composed] = []
-    for name in _INDEXES_BY_CHUNK:
-        columns, _, predicate = definitions[name].partition(" WHERE ")
+def _per_chunk_indexes(create_table_sql: tuple[str, ...]) -> list[str]:
+    """The plain indexes of the migration that creates our table, each built a chunk at a
+    time: the same definitions, so the migration finds them there afterwards."""
+    statements = []
+    for statement in create_table_sql:
+        if not _PLAIN_INDEX.search(statement):
+            continue
+        # The option goes after the column list, before any WHERE of a partial index.
         statements.append(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {name} ON {t} "
-                + columns
-                + " WITH (timescaledb.transaction_per_chunk)"
-                + (" WHERE " + predicate if predicate else "")
-            ).format(name=sql.Identifier(name), t=sql.Identifier(EVENTS_TABLE))
+            _INDEX_COLUMNS.sub(r"\1 WITH (timescaledb.transaction_per_chunk)", statement, count=1)
         )
     return statements
 

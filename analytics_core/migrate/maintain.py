@@ -34,7 +34,8 @@ from analytics_core.errors import SchemaNotMigrated
 from analytics_core.migrate.edition import Edition, edition_to_maintain, inspect_server
 from analytics_core.migrate.incremental import incremental_aggregates
 from analytics_core.migrate.jobs import JobStatus, read_jobs
-from analytics_core.schema import AGGREGATES, EVENTS_TABLE, MAINTENANCE_RUNS_TABLE, RETENTION
+from analytics_core.migrate.settings import Setting, effective_settings
+from analytics_core.schema import AGGREGATES, EVENTS_TABLE, MAINTENANCE_RUNS_TABLE
 
 __all__ = ["DEFAULT_JOB_WAIT", "MaintenanceResult", "TaskResult", "maintain"]
 
@@ -174,13 +175,14 @@ def _apache_tasks(conn: psycopg.Connection[Any]) -> list[_Task]:
                 ),
             )
         )
-    # The retention setting as the table holds it now (a deploy may have changed it).
+    # The effective retention (a deploy may have changed it), read as status reads it.
+    retention = effective_settings(conn)[Setting.RETENTION].value
     tasks.append(
         _Task(
             f"drop chunks of {EVENTS_TABLE} past retention",
-            sql.SQL(
-                "SELECT count(*) FROM drop_chunks({}, older_than => analytics_setting({}, {}))"
-            ).format(sql.Literal(EVENTS_TABLE), sql.Literal("retention"), sql.Literal(RETENTION)),
+            sql.SQL("SELECT count(*) FROM drop_chunks({}, older_than => {})").format(
+                sql.Literal(EVENTS_TABLE), sql.Literal(retention)
+            ),
             describe=_chunks_dropped,
         )
     )
